@@ -1,0 +1,286 @@
+//! The wire contract of the control plane's HTTP API: request bodies (strict: unknown fields are
+//! refused), response bodies, query strings and the single error envelope. Shared by the server
+//! (which checks them into domain inputs) and the typed client.
+
+use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields, ScopePatch, TaskPatch};
+use mc_domain::{Error, KlusterId, MissionId, Principal, TaskId, TaskStatus, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+pub use mc_domain::{Kluster, Lease, LedgerEvent, LedgerVerification, Mission, Task};
+
+/// Prefix of every versioned route.
+pub const API_PREFIX: &str = "/api/v1";
+/// Header in which the caller names the agent identity it acts as.
+pub const AGENT_HEADER: &str = "x-mc-agent";
+/// Header set on a response replayed for a repeated `Idempotency-Key`.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `task_held`, `validation_failed`.
+    pub code: String,
+    /// One human sentence.
+    pub message: String,
+    /// Structured context (the field at fault, the current holder...).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// One page of a list, oldest first; pass `next_cursor` back as `cursor` for the next page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+// ---- missions and klusters ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMission {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl CreateMission {
+    pub fn check(&self) -> Result<NewMission, Error> {
+        NewMission::parse(&self.name, self.description.as_deref())
+    }
+}
+
+/// Changes to a mission or kluster; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateScope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl UpdateScope {
+    pub fn check(&self) -> Result<ScopePatch, Error> {
+        ScopePatch::parse(self.name.as_deref(), self.description.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKluster {
+    pub mission_id: MissionId,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl CreateKluster {
+    pub fn check(&self) -> Result<NewKluster, Error> {
+        NewKluster::parse(self.mission_id, &self.name, self.description.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeListQuery {
+    /// Only klusters of this mission (ignored for missions).
+    pub mission_id: Option<MissionId>,
+    /// Include archived entries.
+    pub include_archived: Option<bool>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+// ---- tasks ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    pub kluster_id: KlusterId,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// 0 (most urgent) to 4; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<TaskId>,
+    /// Globs of the files the task expects to touch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+impl CreateTask {
+    pub fn check(&self) -> Result<NewTask, Error> {
+        NewTask::parse(
+            self.kluster_id,
+            RawTaskFields {
+                title: Some(&self.title),
+                description: self.description.as_deref(),
+                priority: self.priority,
+                labels: Some(&self.labels),
+                paths: Some(&self.paths),
+                depends_on: Some(&self.depends_on),
+            },
+        )
+    }
+}
+
+/// Changes to a task; absent fields stay as they are. A task under lease needs its current
+/// `fencing_token`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTask {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<TaskId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<u64>,
+}
+
+impl UpdateTask {
+    pub fn check(&self) -> Result<TaskPatch, Error> {
+        TaskPatch::parse(RawTaskFields {
+            title: self.title.as_deref(),
+            description: self.description.as_deref(),
+            priority: self.priority,
+            labels: self.labels.as_deref(),
+            paths: self.paths.as_deref(),
+            depends_on: self.depends_on.as_deref(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionTask {
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<u64>,
+}
+
+/// A claim: the lease lasts `ttl_seconds` (default 120) unless renewed by a heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimTask {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatTask {
+    pub fencing_token: u64,
+    /// New lease length from now; default: the claim's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// Release or complete: both need the current fencing token.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FencedRequest {
+    pub fencing_token: u64,
+}
+
+/// Result of claim-next: the task now held, or none when no ready work is left.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClaimNextResponse {
+    pub task: Option<Task>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TaskListQuery {
+    pub kluster_id: Option<KlusterId>,
+    pub mission_id: Option<MissionId>,
+    /// Comma-separated statuses, e.g. `open,claimed`.
+    pub status: Option<String>,
+    pub label: Option<String>,
+    /// Only tasks whose lease is held by this identity.
+    pub holder: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyQuery {
+    pub kluster_id: Option<KlusterId>,
+    pub mission_id: Option<MissionId>,
+    pub limit: Option<usize>,
+}
+
+// ---- ledger ----
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerQuery {
+    pub entity_id: Option<String>,
+    pub entity_kind: Option<String>,
+    /// Action such as `task.claim`.
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    /// Only events after this sequence number (the cursor).
+    pub after_seq: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+// ---- system ----
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub storage: StorageHealth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StorageHealth {
+    pub backend: String,
+    pub ok: bool,
+    pub schema_version: i64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SystemInfo {
+    pub version: String,
+    pub api_prefix: String,
+    pub server_time: Timestamp,
+    pub storage: StorageHealth,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub principal: Principal,
+    /// The agent identity named by the `x-mc-agent` header, if any.
+    pub agent: Option<String>,
+}

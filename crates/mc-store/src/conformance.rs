@@ -1,0 +1,523 @@
+//! The conformance story every backend must pass, written once against `dyn Store`. A backend's
+//! test file calls `conformance_tests!(make)` where `make(clock)` opens a fresh, empty store that
+//! reads time from `clock`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields, ScopePatch, TaskPatch};
+use mc_domain::{
+    Actor, AgentId, Error, Kluster, KlusterId, ManualClock, Mission, Principal, Role, ScopeStatus, Task,
+    TaskId, TaskStatus,
+};
+
+use crate::{
+    IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, Store, TaskFilter, TokenRecord, WriteCtx,
+};
+
+/// A fresh store for one test, and whatever keeps it alive (a temp dir, a server).
+pub struct Harness {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Generates one `#[tokio::test]` per conformance test. `$make` is an async fn taking an
+/// `Arc<ManualClock>` and returning a `Harness`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:path) => {
+        $crate::conformance_tests!(@each $make;
+            missions_and_klusters_lifecycle,
+            tasks_are_created_validated_and_listed,
+            illegal_transitions_are_refused,
+            dependency_cycles_are_refused,
+            ready_work_is_ordered_and_gated,
+            leases_are_fenced,
+            claim_next_takes_the_most_urgent_ready_task,
+            expired_leases_are_reaped,
+            ledger_records_every_mutation_in_a_chain,
+            idempotency_keys_replay_the_first_result,
+            concurrent_claims_never_double_assign,
+            tokens_resolve_to_principals
+        );
+    };
+    (@each $make:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let clock = ::std::sync::Arc::new(::mc_domain::ManualClock::new(
+                    ::mc_domain::clock::from_millis(1_800_000_000_000),
+                ));
+                let h = $make(clock).await;
+                $crate::conformance::$name(h.store.clone(), h.clock.clone()).await;
+                drop(h);
+            }
+        )*
+    };
+}
+
+fn admin() -> WriteCtx {
+    WriteCtx::new(Actor { principal: Principal { name: "admin".into(), role: Role::Admin }, agent: None })
+}
+
+fn agent(name: &str) -> WriteCtx {
+    let mut ctx = admin();
+    ctx.actor.agent = Some(AgentId::parse(name).expect("valid agent id"));
+    ctx
+}
+
+const TTL: Duration = Duration::from_secs(60);
+
+async fn mission(s: &dyn Store, name: &str) -> Mission {
+    s.create_mission(&admin(), NewMission::parse(name, Some("why")).expect("valid"))
+        .await
+        .expect("mission created")
+        .value
+}
+
+async fn kluster(s: &dyn Store, m: &Mission, name: &str) -> Kluster {
+    s.create_kluster(&admin(), NewKluster::parse(m.id, name, None).expect("valid"))
+        .await
+        .expect("kluster created")
+        .value
+}
+
+async fn task(s: &dyn Store, k: KlusterId, title: &str, priority: i64, deps: &[TaskId]) -> Task {
+    let new = NewTask::parse(
+        k,
+        RawTaskFields {
+            title: Some(title),
+            priority: Some(priority),
+            depends_on: Some(deps),
+            labels: Some(&["backend".to_owned()]),
+            paths: Some(&["src/**/*.rs".to_owned()]),
+            ..Default::default()
+        },
+    )
+    .expect("valid task");
+    s.create_task(&admin(), new).await.expect("task created").value
+}
+
+fn code(e: Error) -> &'static str {
+    e.code()
+}
+
+pub async fn missions_and_klusters_lifecycle(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m1 = mission(s, "Payments").await;
+    let m2 = mission(s, "Search").await;
+    assert_eq!(s.get_mission(m1.id).await.expect("get"), m1);
+
+    let page = s.list_missions(&ScopeFilter { limit: 1, ..Default::default() }).await.expect("list");
+    assert_eq!(page.items, vec![m1.clone()]);
+    let cursor = page.next_cursor.expect("more pages");
+    let page2 = s
+        .list_missions(&ScopeFilter { limit: 1, cursor: Some(cursor), ..Default::default() })
+        .await
+        .expect("list 2");
+    assert_eq!(page2.items, vec![m2.clone()]);
+    assert_eq!(page2.next_cursor, None);
+
+    let patch = ScopePatch::parse(Some("Payments v2"), None).expect("valid");
+    let m1b = s.update_mission(&admin(), m1.id, patch).await.expect("update");
+    assert_eq!(m1b.name, "Payments v2");
+    assert_eq!(m1b.description, "why");
+
+    let k = kluster(s, &m1, "Refunds").await;
+    assert_eq!(k.mission_id, m1.id);
+    let ks = s
+        .list_klusters(&ScopeFilter { mission_id: Some(m1.id), limit: 10, ..Default::default() })
+        .await
+        .expect("klusters");
+    assert_eq!(ks.items, vec![k.clone()]);
+    let none = s
+        .list_klusters(&ScopeFilter { mission_id: Some(m2.id), limit: 10, ..Default::default() })
+        .await
+        .expect("klusters of m2");
+    assert!(none.items.is_empty());
+
+    let archived = s.archive_kluster(&admin(), k.id).await.expect("archive kluster");
+    assert_eq!(archived.status, ScopeStatus::Archived);
+    let e = s.update_kluster(&admin(), k.id, ScopePatch::default()).await.expect_err("archived");
+    assert_eq!(code(e), "archived");
+    let listed = s
+        .list_klusters(&ScopeFilter { mission_id: Some(m1.id), limit: 10, ..Default::default() })
+        .await
+        .expect("list");
+    assert!(listed.items.is_empty(), "archived klusters are hidden by default");
+
+    s.archive_mission(&admin(), m2.id).await.expect("archive mission");
+    let e = s
+        .create_kluster(&admin(), NewKluster::parse(m2.id, "late", None).expect("valid"))
+        .await
+        .expect_err("archived mission");
+    assert_eq!(code(e), "archived");
+    let e = s.get_mission(mc_domain::MissionId::new()).await.expect_err("unknown");
+    assert!(matches!(e, Error::NotFound { entity: "mission", .. }));
+}
+
+pub async fn tasks_are_created_validated_and_listed(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k1 = kluster(s, &m, "K1").await;
+    let k2 = kluster(s, &m, "K2").await;
+    let a = task(s, k1.id, "write the parser", 1, &[]).await;
+    let b = task(s, k1.id, "test the parser", 2, &[a.id]).await;
+    let c = task(s, k2.id, "document", 3, &[]).await;
+    assert_eq!(b.depends_on, vec![a.id]);
+    assert_eq!(b.mission_id, m.id);
+    assert_eq!(b.labels, vec!["backend"]);
+    assert_eq!(b.status, TaskStatus::Open);
+    assert_eq!(s.get_task(b.id).await.expect("get"), b);
+
+    let unknown = NewTask::parse(KlusterId::new(), RawTaskFields { title: Some("x"), ..Default::default() })
+        .expect("valid");
+    assert!(matches!(s.create_task(&admin(), unknown).await, Err(Error::NotFound { entity: "kluster", .. })));
+    let bad_dep = NewTask::parse(
+        k1.id,
+        RawTaskFields { title: Some("x"), depends_on: Some(&[TaskId::new()]), ..Default::default() },
+    )
+    .expect("valid");
+    match s.create_task(&admin(), bad_dep).await {
+        Err(Error::Validation { field, .. }) => assert_eq!(field, "depends_on[0]"),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+
+    let in_k1 = s
+        .list_tasks(&TaskFilter { kluster_id: Some(k1.id), limit: 10, ..Default::default() })
+        .await
+        .expect("list");
+    assert_eq!(in_k1.items.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id, b.id]);
+    let all = s.list_tasks(&TaskFilter { limit: 2, ..Default::default() }).await.expect("page 1");
+    assert_eq!(all.items.len(), 2);
+    let rest = s
+        .list_tasks(&TaskFilter { limit: 2, cursor: all.next_cursor, ..Default::default() })
+        .await
+        .expect("page 2");
+    assert_eq!(rest.items.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c.id]);
+    assert!(rest.next_cursor.is_none());
+
+    s.claim_task(&agent("a1"), a.id, TTL).await.expect("claim");
+    let claimed = s
+        .list_tasks(&TaskFilter { statuses: vec![TaskStatus::Claimed], limit: 10, ..Default::default() })
+        .await
+        .expect("by status");
+    assert_eq!(claimed.items.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id]);
+    let held = s
+        .list_tasks(&TaskFilter { holder: Some("a1".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("by holder");
+    assert_eq!(held.items.len(), 1);
+    let labelled = s
+        .list_tasks(&TaskFilter { label: Some("Backend".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("by label");
+    assert_eq!(labelled.items.len(), 3);
+    let patch = TaskPatch::parse(RawTaskFields { labels: Some(&["docs".to_owned()]), ..Default::default() })
+        .expect("valid");
+    s.update_task(&admin(), c.id, patch, None).await.expect("relabel");
+    let docs = s
+        .list_tasks(&TaskFilter { label: Some("docs".into()), limit: 10, ..Default::default() })
+        .await
+        .expect("by new label");
+    assert_eq!(docs.items.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c.id]);
+}
+
+pub async fn illegal_transitions_are_refused(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let t = task(s, k.id, "t", 2, &[]).await;
+    let e = s.transition_task(&admin(), t.id, TaskStatus::Done, None).await.expect_err("open → done");
+    assert_eq!(e.code(), "illegal_transition");
+    assert!(e.to_string().contains("allowed from open: claimed, blocked, cancelled"), "{e}");
+    let e = s.transition_task(&admin(), t.id, TaskStatus::Claimed, None).await.expect_err("claim by transition");
+    assert_eq!(e.code(), "use_claim");
+
+    let ctx = agent("a1");
+    let held = s.claim_task(&ctx, t.id, TTL).await.expect("claim");
+    let tok = held.fencing_token;
+    let e = s.transition_task(&ctx, t.id, TaskStatus::InProgress, None).await.expect_err("no token");
+    assert_eq!(e.code(), "fencing_token_required");
+    let t2 = s.transition_task(&ctx, t.id, TaskStatus::InProgress, Some(tok)).await.expect("start");
+    assert_eq!(t2.status, TaskStatus::InProgress);
+    let t3 = s.transition_task(&ctx, t.id, TaskStatus::Review, Some(tok)).await.expect("review");
+    assert_eq!(t3.status, TaskStatus::Review);
+    let done = s.complete_task(&ctx, t.id, tok).await.expect("complete");
+    assert_eq!(done.status, TaskStatus::Done);
+    assert!(done.lease.is_none());
+    let e = s.transition_task(&admin(), t.id, TaskStatus::Open, None).await.expect_err("terminal");
+    assert!(e.to_string().contains("done is terminal"), "{e}");
+
+    let b = task(s, k.id, "b", 2, &[]).await;
+    let blocked = s.transition_task(&admin(), b.id, TaskStatus::Blocked, None).await.expect("block");
+    assert_eq!(blocked.status, TaskStatus::Blocked);
+    let e = s.claim_task(&ctx, b.id, TTL).await.expect_err("blocked is not claimable");
+    assert_eq!(e.code(), "not_claimable");
+    s.transition_task(&admin(), b.id, TaskStatus::Open, None).await.expect("unblock");
+}
+
+pub async fn dependency_cycles_are_refused(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let a = task(s, k.id, "a", 2, &[]).await;
+    let b = task(s, k.id, "b", 2, &[a.id]).await;
+    let c = task(s, k.id, "c", 2, &[b.id]).await;
+    let patch = TaskPatch { depends_on: Some(vec![c.id]), ..Default::default() };
+    let e = s.update_task(&admin(), a.id, patch, None).await.expect_err("cycle");
+    assert_eq!(e.code(), "dependency_cycle");
+    assert_eq!(
+        e.to_string(),
+        format!("dependencies would form a cycle: {} → {} → {} → {}", a.id, c.id, b.id, a.id)
+    );
+    // nothing was half-written
+    assert!(s.get_task(a.id).await.expect("get").depends_on.is_empty());
+    let self_dep = TaskPatch { depends_on: Some(vec![a.id]), ..Default::default() };
+    assert_eq!(s.update_task(&admin(), a.id, self_dep, None).await.expect_err("self").code(), "dependency_cycle");
+    // a legal re-wiring is accepted
+    let ok = TaskPatch { depends_on: Some(vec![a.id]), ..Default::default() };
+    let c2 = s.update_task(&admin(), c.id, ok, None).await.expect("rewire");
+    assert_eq!(c2.depends_on, vec![a.id]);
+}
+
+pub async fn ready_work_is_ordered_and_gated(s: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let other = kluster(s, &m, "other").await;
+    let low_old = task(s, k.id, "low old", 3, &[]).await;
+    clock.advance(Duration::from_millis(5));
+    let urgent = task(s, k.id, "urgent", 0, &[]).await;
+    clock.advance(Duration::from_millis(5));
+    let low_new = task(s, k.id, "low new", 3, &[]).await;
+    let gated = task(s, k.id, "gated", 0, &[urgent.id]).await;
+    task(s, other.id, "elsewhere", 0, &[]).await;
+
+    let ready = |limit| ReadyFilter { kluster_id: Some(k.id), limit, ..Default::default() };
+    let ids: Vec<TaskId> = s.ready_tasks(&ready(10)).await.expect("ready").iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![urgent.id, low_old.id, low_new.id]);
+    assert_eq!(s.ready_tasks(&ready(1)).await.expect("ready").len(), 1);
+
+    let ctx = agent("a1");
+    let e = s.claim_task(&ctx, gated.id, TTL).await.expect_err("deps not done");
+    assert_eq!(e.code(), "dependencies_not_done");
+    let held = s.claim_task(&ctx, urgent.id, TTL).await.expect("claim");
+    s.complete_task(&ctx, urgent.id, held.fencing_token).await.expect("done");
+    let ids: Vec<TaskId> = s.ready_tasks(&ready(10)).await.expect("ready").iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![gated.id, low_old.id, low_new.id]);
+    let all = s.ready_tasks(&ReadyFilter { mission_id: Some(m.id), limit: 10, ..Default::default() }).await;
+    assert_eq!(all.expect("mission ready").len(), 4);
+}
+
+pub async fn leases_are_fenced(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let t = task(s, k.id, "t", 2, &[]).await;
+    let (a1, a2) = (agent("a1"), agent("a2"));
+
+    let held = s.claim_task(&a1, t.id, TTL).await.expect("a1 claims");
+    let lease = held.lease.clone().expect("lease");
+    assert_eq!(lease.holder, "a1");
+    assert_eq!(lease.fencing_token, 1);
+    assert_eq!(held.status, TaskStatus::Claimed);
+
+    let e = s.claim_task(&a2, t.id, TTL).await.expect_err("a2 loses");
+    assert_eq!(e.code(), "task_held");
+    assert!(e.to_string().contains("held by a1"), "{e}");
+
+    // re-claim by the holder renews without a new tenure
+    assert_eq!(s.claim_task(&a1, t.id, TTL).await.expect("reclaim").fencing_token, 1);
+
+    let e = s.heartbeat_task(&a1, t.id, 0, TTL).await.expect_err("stale token");
+    assert_eq!(e.code(), "stale_fencing_token");
+    let e = s.heartbeat_task(&a2, t.id, 1, TTL).await.expect_err("not the holder");
+    assert_eq!(e.code(), "task_held");
+    s.heartbeat_task(&a1, t.id, 1, TTL).await.expect("heartbeat");
+    let patch = TaskPatch { title: Some("renamed".into()), ..Default::default() };
+    let e = s.update_task(&a1, t.id, patch.clone(), None).await.expect_err("update needs token");
+    assert_eq!(e.code(), "fencing_token_required");
+    assert_eq!(s.update_task(&a1, t.id, patch, Some(1)).await.expect("update").title, "renamed");
+
+    let released = s.release_task(&a1, t.id, 1).await.expect("release");
+    assert_eq!(released.status, TaskStatus::Open);
+    assert!(released.lease.is_none());
+    let e = s.release_task(&a1, t.id, 1).await.expect_err("not held");
+    assert_eq!(e.code(), "not_held");
+
+    let again = s.claim_task(&a2, t.id, TTL).await.expect("a2 claims");
+    assert_eq!(again.fencing_token, 2, "token grows at every change of holder");
+    let e = s.complete_task(&a1, t.id, 1).await.expect_err("old holder");
+    assert_eq!(e.code(), "task_held");
+    let e = s.complete_task(&a2, t.id, 1).await.expect_err("old token");
+    assert_eq!(e.code(), "stale_fencing_token");
+    assert_eq!(s.complete_task(&a2, t.id, 2).await.expect("complete").status, TaskStatus::Done);
+}
+
+pub async fn claim_next_takes_the_most_urgent_ready_task(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let low = task(s, k.id, "low", 4, &[]).await;
+    let high = task(s, k.id, "high", 0, &[]).await;
+    let first = s.claim_next_task(&agent("a1"), k.id, TTL).await.expect("claim next").expect("some");
+    assert_eq!(first.id, high.id);
+    let second = s.claim_next_task(&agent("a2"), k.id, TTL).await.expect("claim next").expect("some");
+    assert_eq!(second.id, low.id);
+    assert_eq!(second.lease.expect("lease").holder, "a2");
+    assert!(s.claim_next_task(&agent("a3"), k.id, TTL).await.expect("claim next").is_none());
+    let e = s.claim_next_task(&agent("a3"), KlusterId::new(), TTL).await.expect_err("unknown kluster");
+    assert!(matches!(e, Error::NotFound { entity: "kluster", .. }));
+}
+
+pub async fn expired_leases_are_reaped(s: Arc<dyn Store>, clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let t = task(s, k.id, "t", 2, &[]).await;
+    let a1 = agent("a1");
+    s.claim_task(&a1, t.id, Duration::from_secs(10)).await.expect("claim");
+    clock.advance(Duration::from_secs(9));
+    assert!(s.reap_expired_leases(100).await.expect("reap").is_empty(), "lease still live");
+    clock.advance(Duration::from_secs(2));
+    let e = s.heartbeat_task(&a1, t.id, 1, TTL).await.expect_err("expired");
+    assert_eq!(e.code(), "lease_expired");
+    let reaped = s.reap_expired_leases(100).await.expect("reap");
+    assert_eq!(reaped.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t.id]);
+    let now = s.get_task(t.id).await.expect("get");
+    assert_eq!(now.status, TaskStatus::Open);
+    assert!(now.lease.is_none());
+    let events = s
+        .list_ledger(&LedgerFilter {
+            entity_id: Some(t.id.to_string()),
+            action: Some("task.lease_expired".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("ledger");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, "system");
+    let b = s.claim_task(&agent("a2"), t.id, TTL).await.expect("a2 takes over");
+    assert_eq!(b.fencing_token, 2);
+    assert_eq!(s.heartbeat_task(&a1, t.id, 1, TTL).await.expect_err("a1 fenced off").code(), "task_held");
+}
+
+pub async fn ledger_records_every_mutation_in_a_chain(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let t = task(s, k.id, "t", 2, &[]).await;
+    let a1 = agent("a1");
+    let mut ctx = a1.clone();
+    ctx.request_id = Some("req-42".into());
+    s.claim_task(&ctx, t.id, TTL).await.expect("claim");
+    s.heartbeat_task(&a1, t.id, 1, TTL).await.expect("hb");
+    s.complete_task(&a1, t.id, 1).await.expect("done");
+    // a refused mutation leaves no event
+    s.claim_task(&a1, t.id, TTL).await.expect_err("done is not claimable");
+
+    let all = s.list_ledger(&LedgerFilter { limit: 100, ..Default::default() }).await.expect("ledger");
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["mission.create", "kluster.create", "task.create", "task.claim", "task.heartbeat", "task.complete"]
+    );
+    assert_eq!(all[3].actor, "admin/a1");
+    assert_eq!(all[3].request_id.as_deref(), Some("req-42"));
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+    let after = s
+        .list_ledger(&LedgerFilter { after_seq: Some(all[4].seq), limit: 100, ..Default::default() })
+        .await
+        .expect("after");
+    assert_eq!(after.len(), 1);
+    let claims = s
+        .list_ledger(&LedgerFilter { actor: Some("admin/a1".into()), limit: 100, ..Default::default() })
+        .await
+        .expect("by actor");
+    assert_eq!(claims.len(), 3);
+    let v = s.verify_ledger().await.expect("verify");
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.checked, 6);
+    assert_eq!(v.head_hash, all[5].hash);
+}
+
+pub async fn idempotency_keys_replay_the_first_result(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let mut ctx = admin();
+    ctx.idempotency = Some(IdempotencyKey { scope: "admin".into(), key: "k-1".into(), fingerprint: "f1".into() });
+    let new = NewTask::parse(k.id, RawTaskFields { title: Some("once"), ..Default::default() }).expect("valid");
+    let first = s.create_task(&ctx, new.clone()).await.expect("first");
+    assert!(!first.replayed);
+    let second = s.create_task(&ctx, new.clone()).await.expect("retry");
+    assert!(second.replayed);
+    assert_eq!(second.value.id, first.value.id);
+    let count = s.list_tasks(&TaskFilter { kluster_id: Some(k.id), limit: 10, ..Default::default() }).await;
+    assert_eq!(count.expect("list").items.len(), 1, "a retry never duplicates");
+
+    let mut other = ctx.clone();
+    other.idempotency = Some(IdempotencyKey { scope: "admin".into(), key: "k-1".into(), fingerprint: "f2".into() });
+    assert_eq!(s.create_task(&other, new.clone()).await.expect_err("reused").code(), "idempotency_key_reused");
+    // the same key in another scope is another key
+    let mut scoped = ctx.clone();
+    scoped.idempotency = Some(IdempotencyKey { scope: "bob".into(), key: "k-1".into(), fingerprint: "f1".into() });
+    assert!(!s.create_task(&scoped, new).await.expect("other scope").replayed);
+}
+
+pub async fn concurrent_claims_never_double_assign(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let m = mission(s.as_ref(), "M").await;
+    let k = kluster(s.as_ref(), &m, "K").await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(task(s.as_ref(), k.id, &format!("t{i}"), i % 5, &[]).await.id);
+    }
+    let mut handles = Vec::new();
+    for a in 0..64 {
+        let s = Arc::clone(&s);
+        handles.push(tokio::spawn(async move {
+            let ctx = agent(&format!("agent-{a}"));
+            let mut won = Vec::new();
+            loop {
+                match s.claim_next_task(&ctx, k.id, TTL).await {
+                    Ok(Some(t)) => won.push((t.id, ctx.actor.holder().to_owned())),
+                    Ok(None) => return Ok(won),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("join").expect("no client sees an error"));
+    }
+    let mut claimed: Vec<TaskId> = all.iter().map(|(t, _)| *t).collect();
+    claimed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(claimed, expected, "every task claimed exactly once");
+    for (id, holder) in all {
+        let t = s.get_task(id).await.expect("get");
+        assert_eq!(t.lease.expect("held").holder, holder);
+        assert_eq!(t.fencing_token, 1);
+    }
+    assert!(s.verify_ledger().await.expect("verify").ok);
+}
+
+pub async fn tokens_resolve_to_principals(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    assert!(!s.has_tokens().await.expect("has"));
+    let p = Principal { name: "ops".into(), role: Role::Admin };
+    s.put_token(TokenRecord { token_hash: "h1".into(), principal: p.clone() }).await.expect("put");
+    s.put_token(TokenRecord { token_hash: "h1".into(), principal: p.clone() }).await.expect("put twice");
+    assert!(s.has_tokens().await.expect("has"));
+    assert_eq!(s.principal_for_token("h1").await.expect("lookup"), Some(p));
+    assert_eq!(s.principal_for_token("nope").await.expect("lookup"), None);
+    let h = s.health().await;
+    assert!(h.ok, "{h:?}");
+}

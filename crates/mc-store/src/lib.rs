@@ -1,0 +1,160 @@
+//! The storage contract of the control plane. `Store` is shaped by use cases (`claim_task`,
+//! `create_task`), not by tables: every mutation writes its change and its ledger event in one
+//! transaction inside the backend, so no caller can forget the ledger. Backends: SQLite
+//! (`mc-store-sqlite`) today; PostgreSQL joins later and must pass the same conformance story.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
+use mc_domain::{
+    Actor, Kluster, KlusterId, LedgerEvent, LedgerVerification, Mission, MissionId, Principal, Result,
+    Task, TaskId, TaskStatus,
+};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// What every mutation carries: who does it, under which request id, and (for creating calls)
+/// the idempotency key that makes a retry return the first result.
+#[derive(Debug, Clone)]
+pub struct WriteCtx {
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl WriteCtx {
+    pub fn new(actor: Actor) -> Self {
+        Self { actor, request_id: None, idempotency: None }
+    }
+}
+
+/// An idempotency key, scoped to the caller, and a fingerprint of the request it was first used
+/// with (reusing a key for a different request is refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// Result of a creating call: the entity, and whether it is a replay of an earlier call with the
+/// same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created<T> {
+    pub value: T,
+    pub replayed: bool,
+}
+
+/// A page of results and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ScopeFilter {
+    pub mission_id: Option<MissionId>,
+    pub include_archived: bool,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub kluster_id: Option<KlusterId>,
+    pub mission_id: Option<MissionId>,
+    pub statuses: Vec<TaskStatus>,
+    pub label: Option<String>,
+    pub holder: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReadyFilter {
+    pub kluster_id: Option<KlusterId>,
+    pub mission_id: Option<MissionId>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LedgerFilter {
+    pub entity_id: Option<String>,
+    pub entity_kind: Option<String>,
+    pub action: Option<String>,
+    pub actor: Option<String>,
+    pub after_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// Health of the backend, for `/readyz` and `mc system doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub backend: &'static str,
+    pub ok: bool,
+    pub schema_version: i64,
+    pub detail: String,
+}
+
+/// A token as stored: only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub token_hash: String,
+    pub principal: Principal,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    // ---- system ----
+    async fn health(&self) -> StoreHealth;
+
+    // ---- tokens ----
+    /// Stores a token hash for a principal (no-op if that hash is already there).
+    async fn put_token(&self, record: TokenRecord) -> Result<()>;
+    /// The principal behind a token hash, unless unknown or revoked.
+    async fn principal_for_token(&self, token_hash: &str) -> Result<Option<Principal>>;
+    /// Whether any live token exists (decides whether a bootstrap token must be generated).
+    async fn has_tokens(&self) -> Result<bool>;
+
+    // ---- missions ----
+    async fn create_mission(&self, ctx: &WriteCtx, new: NewMission) -> Result<Created<Mission>>;
+    async fn get_mission(&self, id: MissionId) -> Result<Mission>;
+    async fn list_missions(&self, filter: &ScopeFilter) -> Result<Page<Mission>>;
+    async fn update_mission(&self, ctx: &WriteCtx, id: MissionId, patch: ScopePatch) -> Result<Mission>;
+    async fn archive_mission(&self, ctx: &WriteCtx, id: MissionId) -> Result<Mission>;
+
+    // ---- klusters ----
+    async fn create_kluster(&self, ctx: &WriteCtx, new: NewKluster) -> Result<Created<Kluster>>;
+    async fn get_kluster(&self, id: KlusterId) -> Result<Kluster>;
+    async fn list_klusters(&self, filter: &ScopeFilter) -> Result<Page<Kluster>>;
+    async fn update_kluster(&self, ctx: &WriteCtx, id: KlusterId, patch: ScopePatch) -> Result<Kluster>;
+    async fn archive_kluster(&self, ctx: &WriteCtx, id: KlusterId) -> Result<Kluster>;
+
+    // ---- tasks ----
+    async fn create_task(&self, ctx: &WriteCtx, new: NewTask) -> Result<Created<Task>>;
+    async fn get_task(&self, id: TaskId) -> Result<Task>;
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Page<Task>>;
+    /// Open tasks whose dependencies are all done, most urgent first, then oldest.
+    async fn ready_tasks(&self, filter: &ReadyFilter) -> Result<Vec<Task>>;
+    async fn update_task(&self, ctx: &WriteCtx, id: TaskId, patch: TaskPatch, fence: Option<u64>) -> Result<Task>;
+    async fn transition_task(&self, ctx: &WriteCtx, id: TaskId, to: TaskStatus, fence: Option<u64>) -> Result<Task>;
+
+    // ---- ownership ----
+    /// Claims a ready task for `ctx.actor` with a lease of `ttl`; the fencing token grows.
+    async fn claim_task(&self, ctx: &WriteCtx, id: TaskId, ttl: Duration) -> Result<Task>;
+    /// Atomically claims the most urgent ready task of a kluster, or returns `None`.
+    async fn claim_next_task(&self, ctx: &WriteCtx, kluster: KlusterId, ttl: Duration) -> Result<Option<Task>>;
+    async fn heartbeat_task(&self, ctx: &WriteCtx, id: TaskId, fence: u64, ttl: Duration) -> Result<Task>;
+    async fn release_task(&self, ctx: &WriteCtx, id: TaskId, fence: u64) -> Result<Task>;
+    async fn complete_task(&self, ctx: &WriteCtx, id: TaskId, fence: u64) -> Result<Task>;
+    /// Reopens up to `limit` tasks whose lease has expired, recording each in the ledger.
+    async fn reap_expired_leases(&self, limit: usize) -> Result<Vec<Task>>;
+
+    // ---- ledger ----
+    async fn list_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>>;
+    /// Walks the whole chain and reports the first bad link.
+    async fn verify_ledger(&self) -> Result<LedgerVerification>;
+}
