@@ -3,7 +3,7 @@
 //! (which checks them into domain inputs) and the typed client.
 
 use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields, ScopePatch, TaskPatch};
-use mc_domain::{Error, KlusterId, MissionId, Principal, TaskId, TaskStatus, Timestamp};
+use mc_domain::{Error, KlusterId, MissionId, Principal, TaskId, TaskStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -274,7 +274,7 @@ pub struct StorageHealth {
 pub struct SystemInfo {
     pub version: String,
     pub api_prefix: String,
-    pub server_time: Timestamp,
+    pub server_time: chrono::DateTime<chrono::Utc>,
     pub storage: StorageHealth,
 }
 

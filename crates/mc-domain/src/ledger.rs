@@ -26,7 +26,7 @@ pub struct NewLedgerEvent {
 pub struct LedgerEvent {
     pub seq: i64,
     pub id: EventId,
-    pub at: Timestamp,
+    pub at: chrono::DateTime<chrono::Utc>,
     pub actor: String,
     pub action: String,
     pub entity_kind: String,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, KlusterId, MissionId, Timestamp, limits};
+use crate::{Error, KlusterId, MissionId, limits};
 
 /// Lifecycle of a mission or kluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +37,8 @@ pub struct Mission {
     pub name: String,
     pub description: String,
     pub status: ScopeStatus,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,8 +49,8 @@ pub struct Kluster {
     pub name: String,
     pub description: String,
     pub status: ScopeStatus,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Checks a name or title: trimmed, not empty, at most `MAX_TITLE_CHARS` characters, no control

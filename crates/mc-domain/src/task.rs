@@ -146,8 +146,8 @@ impl From<Priority> for i64 {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Lease {
     pub holder: String,
-    pub claimed_at: Timestamp,
-    pub expires_at: Timestamp,
+    pub claimed_at: chrono::DateTime<chrono::Utc>,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
     pub fencing_token: u64,
 }
 
@@ -170,8 +170,8 @@ pub struct Task {
     /// Grows by one at every change of holder; a write that carries an older one is refused.
     pub fencing_token: u64,
     pub created_by: String,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Task {

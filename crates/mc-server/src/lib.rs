@@ -1,0 +1,190 @@
+//! The MissionControl control plane: an axum HTTP API over a `Store`, with bearer auth,
+//! request ids, idempotent creates, OpenAPI docs and the lease reaper. Takes typed options; the
+//! `mc` binary parses flags and picks the backend.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod reaper;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Json;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use mc_api::{API_PREFIX, REPLAYED_HEADER};
+use mc_domain::Clock;
+use mc_store::{Created, Store};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use auth::bootstrap_admin_token;
+use error::ApiError;
+
+/// Version reported by `/healthz` and compared by `mc system doctor`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Address to listen on, e.g. `127.0.0.1:8008` (port 0 picks a free one).
+    pub listen: String,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How often the lease reaper runs.
+    pub reaper_interval: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8008".into(), max_body_bytes: 1024 * 1024, reaper_interval: Duration::from_secs(1) }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub tokens: Arc<auth::TokenCache>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock, tokens: Arc::default() }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "MissionControl API", description = "Control plane for AI agents: missions, klusters, tasks with leases, and the ledger."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "missions", description = "Bounded objectives"),
+        (name = "klusters", description = "Workstreams inside a mission"),
+        (name = "tasks", description = "Units of work and their dependency graph"),
+        (name = "ownership", description = "Leases with fencing tokens"),
+        (name = "ledger", description = "Hash-chained record of every mutation"),
+        (name = "system", description = "Health and identity"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// A 201 response for a creating call; a replay of an idempotent create is marked.
+pub(crate) fn created<T: Serialize>(c: Created<T>) -> Response {
+    let mut resp = (StatusCode::CREATED, Json(c.value)).into_response();
+    if c.replayed {
+        resp.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "no such route; see /api/docs", serde_json::Value::Null)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method; see /api/docs",
+        serde_json::Value::Null,
+    )
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState, max_body_bytes: usize) -> Router {
+    let protected = OpenApiRouter::new()
+        .merge(routes::missions::router())
+        .merge(routes::klusters::router())
+        .merge(routes::tasks::router())
+        .merge(routes::ledger::router())
+        .merge(routes::system::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest(API_PREFIX, protected)
+        .merge(routes::system::probes())
+        .split_for_parts();
+    openapi.info.version = VERSION.to_owned();
+    router
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// A server started by `start`.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    reaper: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, stops the workers.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after `shutdown` or a fatal error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.http.await.context("http server task panicked")?.context("http server failed")?;
+        self.reaper.await.context("lease reaper task panicked")?;
+        Ok(())
+    }
+}
+
+/// Binds, then serves the API and runs the background workers until `shutdown`.
+pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOptions) -> anyhow::Result<RunningServer> {
+    let listener = tokio::net::TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(Arc::clone(&store), clock);
+    let (tx, rx) = watch::channel(false);
+    let mut http_rx = rx.clone();
+    let app = app(state, opts.max_body_bytes);
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.changed().await;
+            })
+            .await
+    });
+    let reaper = tokio::spawn(reaper::run(store, opts.reaper_interval, rx));
+    Ok(RunningServer { addr, shutdown: tx, http, reaper })
+}

@@ -1,0 +1,443 @@
+//! HTTP API tests against a real server on a free loopback port, backed by a real SQLite store in
+//! a temp dir; plus handler tests through `oneshot` and the lease reaper under paused time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mc_domain::{Clock, ManualClock, SystemClock};
+use mc_server::{AppState, RunningServer, ServerOptions};
+use mc_store_sqlite::{SqliteConfig, SqliteStore};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-123";
+
+struct App {
+    base: String,
+    http: reqwest::Client,
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    async fn spawn() -> Self {
+        Self::spawn_with(Arc::new(SystemClock), 1024 * 1024).await
+    }
+
+    async fn spawn_with(clock: Arc<dyn Clock>, max_body: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone())).expect("store");
+        let store: Arc<dyn mc_store::Store> = Arc::new(store);
+        mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
+        let opts = ServerOptions { listen: "127.0.0.1:0".into(), max_body_bytes: max_body, ..Default::default() };
+        let server = mc_server::start(store, clock, opts).await.expect("server starts");
+        let base = format!("http://{}", server.addr());
+        Self { base, http: reqwest::Client::new(), server: Some(server), _dir: dir }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN)
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, agent: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut r = self.req(method, path);
+        if let Some(a) = agent {
+            r = r.header("x-mc-agent", a);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
+        (status, v)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, None, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// A mission and kluster to work in; returns the kluster id.
+    async fn kluster(&self) -> String {
+        let (s, m) = self.post("/api/v1/missions", json!({"name": "Payments"})).await;
+        assert_eq!(s, StatusCode::CREATED, "{m}");
+        let (s, k) = self.post("/api/v1/klusters", json!({"mission_id": m["id"], "name": "Refunds"})).await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        k["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn task(&self, kluster: &str, title: &str, priority: i64) -> String {
+        let (s, t) =
+            self.post("/api/v1/tasks", json!({"kluster_id": kluster, "title": title, "priority": priority})).await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        t["id"].as_str().expect("id").to_owned()
+    }
+}
+
+fn assert_error(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "unexpected body: {v}");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message missing: {v}");
+}
+
+#[tokio::test]
+async fn probes_are_open_and_every_response_has_a_request_id() {
+    let app = App::spawn().await;
+    let r = app.http.get(format!("{}/healthz", app.base)).send().await.expect("healthz");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("x-request-id"));
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+    let r = app.http.get(format!("{}/readyz", app.base)).send().await.expect("readyz");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["storage"]["ok"], true);
+
+    let r = app
+        .http
+        .get(format!("{}/api/v1/missions", app.base))
+        .header("x-request-id", "my-req-1")
+        .send()
+        .await
+        .expect("unauthenticated");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["x-request-id"], "my-req-1", "request id echoed even on errors");
+    assert_error(&r.json::<Value>().await.expect("json"), "unauthorized");
+
+    let r = app
+        .http
+        .get(format!("{}/api/v1/missions", app.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .expect("bad token");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let (s, who) = app.call(reqwest::Method::GET, "/api/v1/whoami", Some("agent-7"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(who["principal"]["name"], "admin");
+    assert_eq!(who["agent"], "agent-7");
+    let mut app = app;
+    app.server.take().expect("running").shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn tasks_flow_end_to_end_over_http() {
+    let app = App::spawn().await;
+    let k = app.kluster().await;
+    let a = app.task(&k, "design the schema", 1).await;
+    let (s, b) = app
+        .post(
+            "/api/v1/tasks",
+            json!({"kluster_id": k, "title": "write migrations", "depends_on": [a], "paths": ["db/**/*.sql"], "labels": ["DB"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(b["labels"], json!(["db"]));
+    let b = b["id"].as_str().expect("id").to_owned();
+
+    let (_, ready) = app.get(&format!("/api/v1/tasks/ready?kluster_id={k}")).await;
+    let ids: Vec<&str> = ready["items"].as_array().expect("items").iter().filter_map(|t| t["id"].as_str()).collect();
+    assert_eq!(ids, vec![a.as_str()], "b waits on a");
+
+    let (s, claimed) = app.call(reqwest::Method::POST, &format!("/api/v1/klusters/{k}/claim-next"), Some("agent-1"), None).await;
+    assert_eq!(s, StatusCode::OK, "{claimed}");
+    assert_eq!(claimed["task"]["id"], a.as_str());
+    let fence = claimed["task"]["lease"]["fencing_token"].as_u64().expect("token");
+
+    let (s, err) = app.call(reqwest::Method::POST, &format!("/api/v1/tasks/{a}/claim"), Some("agent-2"), None).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&err, "task_held");
+    assert_eq!(err["error"]["details"]["holder"], "agent-1");
+
+    let (s, err) = app
+        .call(reqwest::Method::POST, &format!("/api/v1/tasks/{a}/heartbeat"), Some("agent-1"), Some(json!({"fencing_token": fence + 1})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&err, "stale_fencing_token");
+    let (s, t) = app
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{a}/transition"),
+            Some("agent-1"),
+            Some(json!({"status": "in_progress", "fencing_token": fence})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["status"], "in_progress");
+    let (s, t) = app
+        .call(reqwest::Method::POST, &format!("/api/v1/tasks/{a}/complete"), Some("agent-1"), Some(json!({"fencing_token": fence})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    assert_eq!(t["status"], "done");
+
+    let (_, ready) = app.get(&format!("/api/v1/tasks/ready?kluster_id={k}")).await;
+    assert_eq!(ready["items"][0]["id"], b.as_str(), "b is ready once a is done");
+
+    let (s, err) = app.post(&format!("/api/v1/tasks/{a}/transition"), json!({"status": "open"})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&err, "illegal_transition");
+
+    let (s, err) = app
+        .call(reqwest::Method::PATCH, &format!("/api/v1/tasks/{a}"), None, Some(json!({"depends_on": [b]})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error(&err, "task_closed");
+
+    let (_, page) = app.get(&format!("/api/v1/tasks?kluster_id={k}&status=done&limit=1")).await;
+    assert_eq!(page["items"].as_array().expect("items").len(), 1);
+
+    let (_, ledger) = app.get(&format!("/api/v1/ledger?entity_id={a}")).await;
+    let actions: Vec<&str> =
+        ledger["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, vec!["task.create", "task.claim", "task.transition", "task.complete"]);
+    let (_, v) = app.get("/api/v1/ledger/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let app = App::spawn_with(Arc::new(SystemClock), 4096).await;
+    let k = app.kluster().await;
+
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "colour": "red"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&e, "invalid_body");
+    assert!(e["error"]["message"].as_str().expect("msg").contains("unknown field `colour`"), "{e}");
+
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "priority": "high"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["details"]["field"], "priority", "{e}");
+
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "   "})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error(&e, "validation_failed");
+    assert_eq!(e["error"]["details"]["field"], "title");
+
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": "not-a-uuid", "title": "x"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["details"]["field"], "kluster_id", "{e}");
+
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "depends_on": ["00000000-0000-7000-8000-000000000000"]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["details"]["field"], "depends_on[0]", "{e}");
+
+    let r = app.req(reqwest::Method::POST, "/api/v1/tasks").body("{not json").send().await.expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_error(&r.json::<Value>().await.expect("json"), "invalid_json");
+
+    let huge = "x".repeat(8192);
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "description": huge})).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_error(&e, "payload_too_large");
+
+    let (s, e) = app.get("/api/v1/tasks/nope").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&e, "invalid_id");
+    let (s, e) = app.get("/api/v1/tasks/0190f0f0-0000-7000-8000-000000000000").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&e, "not_found");
+    let (s, e) = app.get("/api/v1/tasks?limit=100000").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(e["error"]["details"]["field"], "limit");
+    let (s, e) = app.get("/api/v1/tasks?status=finished").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"]["message"].as_str().expect("msg").contains("unknown status `finished`"), "{e}");
+    let (s, e) = app.get("/api/v1/tasks?colour=red").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&e, "invalid_query");
+    let (s, e) = app.get("/api/v1/tasks?cursor=zzz").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(e["error"]["details"]["field"], "cursor");
+    let (s, e) = app.get("/api/v1/nothing-here").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&e, "route_not_found");
+    let (s, e) = app.call(reqwest::Method::DELETE, "/api/v1/tasks", None, None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_error(&e, "method_not_allowed");
+    let (s, e) = app.call(reqwest::Method::GET, "/api/v1/whoami", Some("bad agent"), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&e, "invalid_header");
+    let (s, e) = app.post(&format!("/api/v1/klusters/{k}/claim-next"), json!({"ttl_seconds": 1})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["details"]["field"], "ttl_seconds");
+
+    // nothing above created a task or a ledger event beyond the mission and kluster
+    let (_, tasks) = app.get(&format!("/api/v1/tasks?kluster_id={k}")).await;
+    assert_eq!(tasks["items"].as_array().expect("items").len(), 0);
+    let (_, ledger) = app.get("/api/v1/ledger").await;
+    assert_eq!(ledger["items"].as_array().expect("items").len(), 2);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_response() {
+    let app = App::spawn().await;
+    let k = app.kluster().await;
+    let body = json!({"kluster_id": k, "title": "exactly once"});
+    let send = |b: Value| {
+        app.req(reqwest::Method::POST, "/api/v1/tasks").header("Idempotency-Key", "retry-1").json(&b).send()
+    };
+    let first = send(body.clone()).await.expect("first");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(!first.headers().contains_key("idempotent-replayed"));
+    let first: Value = first.json().await.expect("json");
+    let second = send(body.clone()).await.expect("retry");
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    let second: Value = second.json().await.expect("json");
+    assert_eq!(first, second);
+    let other = send(json!({"kluster_id": k, "title": "something else"})).await.expect("reuse");
+    assert_eq!(other.status(), StatusCode::CONFLICT);
+    assert_error(&other.json::<Value>().await.expect("json"), "idempotency_key_reused");
+    let (_, tasks) = app.get(&format!("/api/v1/tasks?kluster_id={k}")).await;
+    assert_eq!(tasks["items"].as_array().expect("items").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_clients_racing_never_share_a_task() {
+    let app = Arc::new(App::spawn().await);
+    let k = app.kluster().await;
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        ids.push(app.task(&k, &format!("task {i}"), i % 5).await);
+    }
+    let mut handles = Vec::new();
+    for c in 0..64 {
+        let app = Arc::clone(&app);
+        let k = k.clone();
+        handles.push(tokio::spawn(async move {
+            // each client has its own connection pool, like separate agents
+            let http = reqwest::Client::new();
+            let agent = format!("agent-{c}");
+            let mut won = Vec::new();
+            loop {
+                let r = http
+                    .post(format!("{}/api/v1/klusters/{k}/claim-next", app.base))
+                    .bearer_auth(TOKEN)
+                    .header("x-mc-agent", &agent)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = r.status();
+                let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                if status != StatusCode::OK {
+                    return Err(format!("{status}: {v}"));
+                }
+                match v["task"]["id"].as_str() {
+                    Some(id) => won.push((id.to_owned(), agent.clone())),
+                    None => return Ok::<_, String>(won),
+                }
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("join").expect("no client saw an error"));
+    }
+    let mut claimed: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    claimed.sort();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(claimed, expected, "each task claimed exactly once, none lost");
+    for (id, agent) in all.iter().step_by(7) {
+        let (_, t) = app.get(&format!("/api/v1/tasks/{id}")).await;
+        assert_eq!(t["lease"]["holder"], agent.as_str());
+    }
+    let (_, v) = app.get("/api/v1/ledger/verify").await;
+    assert_eq!(v["ok"], true);
+}
+
+#[tokio::test]
+async fn openapi_and_swagger_ui_are_served() {
+    let app = App::spawn().await;
+    let doc: Value = app.http.get(format!("{}/api/openapi.json", app.base)).send().await.expect("doc").json().await.expect("json");
+    let paths = doc["paths"].as_object().expect("paths");
+    for p in ["/api/v1/tasks", "/api/v1/tasks/{id}/claim", "/api/v1/klusters/{id}/claim-next", "/api/v1/ledger/verify", "/healthz"] {
+        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    }
+    assert!(doc["components"]["schemas"]["Task"].is_object());
+    let ui = app.http.get(format!("{}/api/docs/", app.base)).send().await.expect("ui");
+    assert_eq!(ui.status(), StatusCode::OK);
+    assert!(ui.text().await.expect("html").contains("swagger-ui"));
+}
+
+#[tokio::test]
+async fn handlers_answer_through_oneshot() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().expect("dir");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone())).expect("store"));
+    mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
+    let app = mc_server::app(AppState::new(store, clock), 1024);
+    let req = axum::http::Request::post("/api/v1/missions")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(axum::body::Body::from(r#"{"name": ""}"#))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+    let v: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(v["error"]["details"]["field"], "name");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reaper_reopens_expired_leases_under_paused_time() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn mc_store::Store> =
+        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone())).expect("store"));
+    let ctx = mc_store::WriteCtx::new(mc_domain::Actor {
+        principal: mc_domain::Principal { name: "admin".into(), role: mc_domain::Role::Admin },
+        agent: Some(mc_domain::AgentId::parse("a1").expect("agent")),
+    });
+    let m = store
+        .create_mission(&ctx, mc_domain::input::NewMission::parse("m", None).expect("m"))
+        .await
+        .expect("mission")
+        .value;
+    let k = store
+        .create_kluster(&ctx, mc_domain::input::NewKluster::parse(m.id, "k", None).expect("k"))
+        .await
+        .expect("kluster")
+        .value;
+    let t = store
+        .create_task(
+            &ctx,
+            mc_domain::input::NewTask::parse(
+                k.id,
+                mc_domain::input::RawTaskFields { title: Some("t"), ..Default::default() },
+            )
+            .expect("t"),
+        )
+        .await
+        .expect("task")
+        .value;
+    store.claim_task(&ctx, t.id, Duration::from_secs(30)).await.expect("claim");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let reaper = tokio::spawn(mc_server::reaper::run(store.clone(), Duration::from_secs(1), stop_rx));
+    // 29 s later the lease still holds, however often the reaper runs
+    clock.advance(Duration::from_secs(29));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(store.get_task(t.id).await.expect("get").status, mc_domain::TaskStatus::Claimed);
+    // past expiry, the next tick reopens it
+    clock.advance(Duration::from_secs(2));
+    // Virtual time runs ahead while the writer (a real thread) commits, so bound the wait in
+    // real time: the reaper must get there within a few seconds of wall clock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut reopened = false;
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if store.get_task(t.id).await.expect("get").status == mc_domain::TaskStatus::Open {
+            reopened = true;
+            break;
+        }
+    }
+    assert!(reopened, "the reaper reopened the task");
+    let _ = stop_tx.send(true);
+    reaper.await.expect("reaper stops on shutdown");
+}
