@@ -17,10 +17,36 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 /// How hard SQLite syncs at commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
-    /// fsync at every commit: survives power loss (default).
+    /// fsync the WAL at every commit: an acknowledged write survives power loss too.
     Full,
-    /// fsync at checkpoints only: survives a process crash, may lose the last commits on power loss.
+    /// fsync at checkpoints only (default): an acknowledged write survives any crash or kill of
+    /// the process; power loss may drop the last commits (never corrupts).
     Normal,
+}
+
+/// Checkpoints the WAL from its own connection and thread, so the writer never pays for a
+/// checkpoint inside a request (the writer's automatic checkpoints are off). Stops when the
+/// returned sender is dropped.
+pub(crate) fn start_checkpointer(path: &Path, every: std::time::Duration) -> Result<std::sync::mpsc::Sender<()>> {
+    let conn = open(path, false, Synchronous::Normal)?;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("mc-sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                match rx.recv_timeout(every) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                }
+            }
+            // a last full checkpoint on the way out keeps the WAL small for the next start
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(tx)
 }
 
 pub(crate) fn open(path: &Path, read_only: bool, sync: Synchronous) -> Result<Connection> {
@@ -40,7 +66,7 @@ pub(crate) fn open(path: &Path, read_only: bool, sync: Synchronous) -> Result<Co
     } else {
         format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
-             PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY;"
+             PRAGMA cache_size = -32000; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
         )
     };
     conn.execute_batch(&pragmas).map_err(db_err)?;

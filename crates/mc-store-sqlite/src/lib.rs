@@ -47,7 +47,7 @@ pub struct SqliteConfig {
 
 impl SqliteConfig {
     pub fn new(path: impl Into<PathBuf>, clock: Arc<dyn Clock>) -> Self {
-        Self { path: path.into(), synchronous: Synchronous::Full, readers: 4, max_batch: 512, clock }
+        Self { path: path.into(), synchronous: Synchronous::Normal, readers: 4, max_batch: 512, clock }
     }
 }
 
@@ -57,6 +57,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     clock: Arc<dyn Clock>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 /// Applies pending migrations to the database at `path` and returns the versions applied.
@@ -76,7 +78,8 @@ impl SqliteStore {
         let write_conn = conn::open(&config.path, false, config.synchronous)?;
         let writer = Writer::start(write_conn, config.max_batch.max(1));
         let readers = Readers::open(&config.path, config.readers.max(1))?;
-        Ok(Self { path: config.path, writer, readers, clock: config.clock })
+        let checkpointer = conn::start_checkpointer(&config.path, Duration::from_millis(500))?;
+        Ok(Self { path: config.path, writer, readers, clock: config.clock, _checkpointer: checkpointer })
     }
 
     pub fn path(&self) -> &Path {
