@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # The project's one test command: formatting, lints, then every test of the workspace against
 # real parts (SQLite in temp dirs, real servers on loopback ports, the real `mc` binary).
-# Installs nothing system-wide today: the embedded profile needs no external service.
+# What it needs beyond the Rust toolchain it installs itself: Debian's Chromium, to check that
+# the API docs render offline in a real browser.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium (browser tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed and cannot be installed here: browser tests will be skipped"
+  fi
+fi
+# In CI a missing browser is a failure, not a skip.
+if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_BROWSER=1; fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1

@@ -195,8 +195,24 @@ async fn tasks_flow_end_to_end_over_http() {
     let actions: Vec<&str> =
         ledger["items"].as_array().expect("items").iter().filter_map(|e| e["action"].as_str()).collect();
     assert_eq!(actions, vec!["task.create", "task.claim", "task.transition", "task.complete"]);
+    let claim_event = &ledger["items"][1];
+    assert_eq!(claim_event["actor"], "admin/agent-1");
+    assert!(claim_event["request_id"].as_str().is_some_and(|r| !r.is_empty()), "request id recorded: {claim_event}");
     let (_, v) = app.get("/api/v1/ledger/verify").await;
     assert_eq!(v["ok"], true, "{v}");
+
+    // a client-chosen request id is echoed and lands in the ledger
+    let r = app
+        .req(reqwest::Method::POST, "/api/v1/tasks")
+        .header("x-request-id", "flow-req-1")
+        .json(&json!({"kluster_id": k, "title": "traced"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.headers()["x-request-id"], "flow-req-1");
+    let t: Value = r.json().await.expect("json");
+    let (_, ev) = app.get(&format!("/api/v1/ledger?entity_id={}", t["id"].as_str().expect("id"))).await;
+    assert_eq!(ev["items"][0]["request_id"], "flow-req-1");
 }
 
 #[tokio::test]
@@ -440,4 +456,50 @@ async fn reaper_reopens_expired_leases_under_paused_time() {
     assert!(reopened, "the reaper reopened the task");
     let _ = stop_tx.send(true);
     reaper.await.expect("reaper stops on shutdown");
+}
+
+/// Finds a Chromium to drive; `MC_REQUIRE_BROWSER=1` (set by the test script) turns a missing one
+/// into a failure instead of a skip.
+fn chromium() -> Option<std::path::PathBuf> {
+    let candidates = [std::env::var("MC_CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    let found = candidates.iter().filter(|c| !c.is_empty()).map(std::path::PathBuf::from).find(|p| p.exists());
+    if found.is_none() {
+        assert!(std::env::var("MC_REQUIRE_BROWSER").is_err(), "MC_REQUIRE_BROWSER is set but no Chromium was found");
+        eprintln!("skipping: no Chromium installed (scripts/test.sh installs it)");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_renders_offline_in_a_real_browser() {
+    let Some(browser) = chromium() else { return };
+    let app = App::spawn().await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        tokio::process::Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--no-first-run",
+                "--virtual-time-budget=15000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--dump-dom")
+            .arg(format!("{}/api/docs/", app.base))
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("chromium finished in time")
+    .expect("chromium ran");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // operations are rendered by Swagger UI's JavaScript, so they only appear if its assets loaded
+    assert!(dom.contains("opblock"), "Swagger UI did not render operations; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(dom.contains("/api/v1/klusters/{id}/claim-next"), "claim-next operation missing from the rendered page");
 }
