@@ -77,7 +77,11 @@ async fn main() -> Result<()> {
         "normal" => Synchronous::Normal,
         other => bail!("--sync must be full or normal, got {other}"),
     };
-    println!("MissionControl bench: {} cores, sqlite synchronous={}", std::thread::available_parallelism()?.get(), args.sync);
+    println!(
+        "MissionControl bench: {} cores, sqlite synchronous={}",
+        std::thread::available_parallelism()?.get(),
+        args.sync
+    );
     for &n in &args.preload {
         let ceiling = ceiling(n, args.creates, sync, args.concurrency)?;
         println!(
@@ -180,7 +184,10 @@ async fn run(args: &Args, sync: Synchronous, preload: usize, ceiling: f64) -> Re
 
     // ready work, in one kluster and across the whole mission
     for (label, url) in [
-        ("ready, one kluster", format!("{base}/api/v1/tasks/ready?kluster_id={}&limit=50", klusters[klusters.len() - 1])),
+        (
+            "ready, one kluster",
+            format!("{base}/api/v1/tasks/ready?kluster_id={}&limit=50", klusters[klusters.len() - 1]),
+        ),
         ("ready, whole mission", format!("{base}/api/v1/tasks/ready?mission_id={}&limit=50", m.id)),
     ] {
         let (_, lat) = fan_out(args.latency_clients, args.samples, {
@@ -263,7 +270,12 @@ async fn preload_tasks(store: &Arc<dyn Store>, klusters: &[KlusterId], n: usize)
                 let labels = vec!["preload".to_owned()];
                 let new = NewTask::parse(
                     klusters[i % klusters.len()],
-                    RawTaskFields { title: Some(&title), priority: Some((i % 5) as i64), labels: Some(&labels), ..Default::default() },
+                    RawTaskFields {
+                        title: Some(&title),
+                        priority: Some((i % 5) as i64),
+                        labels: Some(&labels),
+                        ..Default::default()
+                    },
                 )?;
                 store.create_task(&admin(), new).await?;
             }
@@ -311,7 +323,8 @@ fn bare_insert(c: &rusqlite::Connection, i: usize) -> Result<()> {
     let digest = mc_domain::ledger::sha256_hex(id.as_bytes());
     let ev = mc_domain::EventId::new();
     let at = mc_domain::clock::from_millis(now);
-    let hash = mc_domain::ledger::chain_hash(&prev, seq + 1, &ev, at, "admin", "task.create", "task", &id, None, &digest);
+    let hash =
+        mc_domain::ledger::chain_hash(&prev, seq + 1, &ev, at, "admin", "task.create", "task", &id, None, &digest);
     c.prepare_cached(
         "INSERT INTO ledger (seq, id, at, actor, action, entity_kind, entity_id, request_id, state_digest, prev_hash, hash) \
          VALUES (?1, ?2, ?3, 'admin', 'task.create', 'task', ?4, NULL, ?5, ?6, ?7)",

@@ -89,9 +89,7 @@ mod tests {
         assert_eq!(find_cycle(c, &[], edges).expect("ok"), None);
         // a diamond is not a cycle
         let d = TaskId::new();
-        let diamond = |t: TaskId| -> Result<Vec<TaskId>, Error> {
-            Ok(if t == b || t == c { vec![d] } else { vec![] })
-        };
+        let diamond = |t: TaskId| -> Result<Vec<TaskId>, Error> { Ok(if t == b || t == c { vec![d] } else { vec![] }) };
         assert_eq!(find_cycle(a, &[b, c], diamond).expect("ok"), None);
     }
 }

@@ -81,10 +81,7 @@ pub struct RawTaskFields<'a> {
 
 fn check_deps(deps: &[TaskId]) -> Result<Vec<TaskId>, Error> {
     if deps.len() > limits::MAX_DEPENDENCIES {
-        return Err(Error::validation(
-            "depends_on",
-            format!("at most {} dependencies", limits::MAX_DEPENDENCIES),
-        ));
+        return Err(Error::validation("depends_on", format!("at most {} dependencies", limits::MAX_DEPENDENCIES)));
     }
     let mut out = deps.to_vec();
     out.sort();
@@ -143,8 +140,7 @@ mod tests {
         let e = NewTask::parse(KlusterId::new(), RawTaskFields { title: Some("  "), ..Default::default() })
             .expect_err("empty");
         assert_eq!(e.to_string(), "title: must not be empty");
-        let e = TaskPatch::parse(RawTaskFields { priority: Some(9), ..Default::default() })
-            .expect_err("bad priority");
+        let e = TaskPatch::parse(RawTaskFields { priority: Some(9), ..Default::default() }).expect_err("bad priority");
         assert!(e.to_string().starts_with("priority:"));
         assert!(TaskPatch::parse(RawTaskFields::default()).expect("empty ok").is_empty());
     }

@@ -131,11 +131,7 @@ impl ChainVerifier {
     /// Checks the next event; on a bad link returns the verification that reports it.
     pub fn push(&mut self, e: &LedgerEvent) -> Result<(), LedgerVerification> {
         let problem = if self.expected_seq.is_some_and(|s| s != e.seq) {
-            Some(format!(
-                "sequence gap: expected event {}, found {}",
-                self.expected_seq.unwrap_or_default(),
-                e.seq
-            ))
+            Some(format!("sequence gap: expected event {}, found {}", self.expected_seq.unwrap_or_default(), e.seq))
         } else if e.prev_hash != self.expected_prev {
             Some(format!(
                 "event {} points back to {} but the previous event hashes to {}",

@@ -61,10 +61,7 @@ pub fn check_title(field: &str, value: &str) -> Result<String, Error> {
         return Err(Error::validation(field, "must not be empty"));
     }
     if v.chars().count() > limits::MAX_TITLE_CHARS {
-        return Err(Error::validation(
-            field,
-            format!("must be at most {} characters", limits::MAX_TITLE_CHARS),
-        ));
+        return Err(Error::validation(field, format!("must be at most {} characters", limits::MAX_TITLE_CHARS)));
     }
     if v.chars().any(char::is_control) {
         return Err(Error::validation(field, "must not contain control characters"));
@@ -75,10 +72,7 @@ pub fn check_title(field: &str, value: &str) -> Result<String, Error> {
 /// Checks a free-text description (may be empty, at most `MAX_DESCRIPTION_BYTES`).
 pub fn check_description(field: &str, value: &str) -> Result<String, Error> {
     if value.len() > limits::MAX_DESCRIPTION_BYTES {
-        return Err(Error::validation(
-            field,
-            format!("must be at most {} bytes", limits::MAX_DESCRIPTION_BYTES),
-        ));
+        return Err(Error::validation(field, format!("must be at most {} bytes", limits::MAX_DESCRIPTION_BYTES)));
     }
     Ok(value.to_owned())
 }

@@ -60,9 +60,7 @@ impl AgentId {
         if s.chars().count() > 128 {
             return Err(Error::validation("agent_id", "must be at most 128 characters"));
         }
-        if let Some(c) =
-            s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')))
-        {
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-'))) {
             return Err(Error::validation(
                 "agent_id",
                 format!("character `{c}` is not allowed (use letters, digits and ._:@-)"),

@@ -23,15 +23,8 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 7] = [
-        Self::Open,
-        Self::Claimed,
-        Self::InProgress,
-        Self::Review,
-        Self::Done,
-        Self::Blocked,
-        Self::Cancelled,
-    ];
+    pub const ALL: [TaskStatus; 7] =
+        [Self::Open, Self::Claimed, Self::InProgress, Self::Review, Self::Done, Self::Blocked, Self::Cancelled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -203,10 +196,7 @@ impl Task {
         match fence {
             None => Err(Error::conflict(
                 "fencing_token_required",
-                format!(
-                    "task {} is held by {}; pass its fencing token to change it",
-                    self.id, lease.holder
-                ),
+                format!("task {} is held by {}; pass its fencing token to change it", self.id, lease.holder),
                 self.lease_details(),
             )),
             Some(f) if f != lease.fencing_token => Err(self.stale_token(f)),
@@ -227,10 +217,7 @@ impl Task {
         };
         Error::conflict(
             "task_held",
-            format!(
-                "task {} is held by {holder} until {until}; call claim-next for other work",
-                self.id
-            ),
+            format!("task {} is held by {holder} until {until}; call claim-next for other work", self.id),
             self.lease_details(),
         )
     }
@@ -273,10 +260,7 @@ pub fn check_labels(labels: &[String]) -> Result<Vec<String>, Error> {
             return Err(Error::validation(field, "must not be empty"));
         }
         if l.chars().count() > limits::MAX_LABEL_CHARS {
-            return Err(Error::validation(
-                field,
-                format!("must be at most {} characters", limits::MAX_LABEL_CHARS),
-            ));
+            return Err(Error::validation(field, format!("must be at most {} characters", limits::MAX_LABEL_CHARS)));
         }
         if l.chars().any(|c| c.is_control() || c == ',') {
             return Err(Error::validation(field, "must not contain commas or control characters"));
@@ -301,10 +285,7 @@ pub fn check_paths(paths: &[String]) -> Result<Vec<String>, Error> {
             return Err(Error::validation(field, "must not be empty"));
         }
         if p.len() > limits::MAX_PATH_BYTES {
-            return Err(Error::validation(
-                field,
-                format!("must be at most {} bytes", limits::MAX_PATH_BYTES),
-            ));
+            return Err(Error::validation(field, format!("must be at most {} bytes", limits::MAX_PATH_BYTES)));
         }
         if p.starts_with('/') || p.contains('\\') || p.chars().any(char::is_control) {
             return Err(Error::validation(
@@ -328,11 +309,7 @@ pub fn check_ttl(secs: Option<u64>) -> Result<u64, Error> {
     if !(limits::MIN_LEASE_SECS..=limits::MAX_LEASE_SECS).contains(&s) {
         return Err(Error::validation(
             "ttl_seconds",
-            format!(
-                "must be between {} and {} seconds, got {s}",
-                limits::MIN_LEASE_SECS,
-                limits::MAX_LEASE_SECS
-            ),
+            format!("must be between {} and {} seconds, got {s}", limits::MIN_LEASE_SECS, limits::MAX_LEASE_SECS),
         ));
     }
     Ok(s)

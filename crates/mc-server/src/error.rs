@@ -66,7 +66,12 @@ impl From<Error> for ApiError {
             }
             Error::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log", Value::Null)
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the server log",
+                    Value::Null,
+                )
             }
         }
     }
@@ -74,9 +79,7 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorEnvelope {
-            error: ErrorBody { code: self.code, message: self.message, details: self.details },
-        };
+        let body = ErrorEnvelope { error: ErrorBody { code: self.code, message: self.message, details: self.details } };
         (self.status, Json(body)).into_response()
     }
 }

@@ -38,12 +38,7 @@ fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
                 let field = if path == "." { String::new() } else { path };
                 let msg = strip_position(&inner.to_string());
                 let message = if field.is_empty() { msg } else { format!("{field}: {msg}") };
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    message,
-                    json!({ "field": field }),
-                )
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message, json!({ "field": field }))
             }
         }
     })
@@ -174,13 +169,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             match parts.headers.get(name) {
                 None => Ok(None),
                 Some(v) => v.to_str().map(|s| Some(s.trim().to_owned())).map_err(|_| {
-                    ApiError::bad_request("invalid_header", format!("header {name} is not valid text"), json!({ "header": name }))
+                    ApiError::bad_request(
+                        "invalid_header",
+                        format!("header {name} is not valid text"),
+                        json!({ "header": name }),
+                    )
                 }),
             }
         };
         let agent = match header(AGENT_HEADER)? {
             Some(a) if !a.is_empty() => Some(AgentId::parse(&a).map_err(|e| {
-                ApiError::bad_request("invalid_header", format!("header {AGENT_HEADER}: {e}"), json!({ "header": AGENT_HEADER }))
+                ApiError::bad_request(
+                    "invalid_header",
+                    format!("header {AGENT_HEADER}: {e}"),
+                    json!({ "header": AGENT_HEADER }),
+                )
             })?),
             _ => None,
         };
@@ -194,10 +197,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
             }
             k => k,
         };
-        Ok(Self {
-            actor: Actor { principal, agent },
-            request_id: header("x-request-id")?,
-            idempotency_key,
-        })
+        Ok(Self { actor: Actor { principal, agent }, request_id: header("x-request-id")?, idempotency_key })
     }
 }

@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Json;
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use mc_api::{API_PREFIX, REPLAYED_HEADER};
 use mc_domain::Clock;
 use mc_store::{Created, Store};

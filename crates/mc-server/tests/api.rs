@@ -39,7 +39,13 @@ impl App {
         self.http.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN)
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, agent: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        agent: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut r = self.req(method, path);
         if let Some(a) = agent {
             r = r.header("x-mc-agent", a);
@@ -108,13 +114,7 @@ async fn probes_are_open_and_every_response_has_a_request_id() {
     assert_eq!(r.headers()["x-request-id"], "my-req-1", "request id echoed even on errors");
     assert_error(&r.json::<Value>().await.expect("json"), "unauthorized");
 
-    let r = app
-        .http
-        .get(format!("{}/api/v1/missions", app.base))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .expect("bad token");
+    let r = app.http.get(format!("{}/api/v1/missions", app.base)).bearer_auth("wrong").send().await.expect("bad token");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     let (s, who) = app.call(reqwest::Method::GET, "/api/v1/whoami", Some("agent-7"), None).await;
@@ -144,7 +144,8 @@ async fn tasks_flow_end_to_end_over_http() {
     let ids: Vec<&str> = ready["items"].as_array().expect("items").iter().filter_map(|t| t["id"].as_str()).collect();
     assert_eq!(ids, vec![a.as_str()], "b waits on a");
 
-    let (s, claimed) = app.call(reqwest::Method::POST, &format!("/api/v1/klusters/{k}/claim-next"), Some("agent-1"), None).await;
+    let (s, claimed) =
+        app.call(reqwest::Method::POST, &format!("/api/v1/klusters/{k}/claim-next"), Some("agent-1"), None).await;
     assert_eq!(s, StatusCode::OK, "{claimed}");
     assert_eq!(claimed["task"]["id"], a.as_str());
     let fence = claimed["task"]["lease"]["fencing_token"].as_u64().expect("token");
@@ -155,7 +156,12 @@ async fn tasks_flow_end_to_end_over_http() {
     assert_eq!(err["error"]["details"]["holder"], "agent-1");
 
     let (s, err) = app
-        .call(reqwest::Method::POST, &format!("/api/v1/tasks/{a}/heartbeat"), Some("agent-1"), Some(json!({"fencing_token": fence + 1})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{a}/heartbeat"),
+            Some("agent-1"),
+            Some(json!({"fencing_token": fence + 1})),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&err, "stale_fencing_token");
@@ -170,7 +176,12 @@ async fn tasks_flow_end_to_end_over_http() {
     assert_eq!(s, StatusCode::OK, "{t}");
     assert_eq!(t["status"], "in_progress");
     let (s, t) = app
-        .call(reqwest::Method::POST, &format!("/api/v1/tasks/{a}/complete"), Some("agent-1"), Some(json!({"fencing_token": fence})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{a}/complete"),
+            Some("agent-1"),
+            Some(json!({"fencing_token": fence})),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{t}");
     assert_eq!(t["status"], "done");
@@ -182,9 +193,8 @@ async fn tasks_flow_end_to_end_over_http() {
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&err, "illegal_transition");
 
-    let (s, err) = app
-        .call(reqwest::Method::PATCH, &format!("/api/v1/tasks/{a}"), None, Some(json!({"depends_on": [b]})))
-        .await;
+    let (s, err) =
+        app.call(reqwest::Method::PATCH, &format!("/api/v1/tasks/{a}"), None, Some(json!({"depends_on": [b]}))).await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_error(&err, "task_closed");
 
@@ -238,7 +248,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["error"]["details"]["field"], "kluster_id", "{e}");
 
-    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "depends_on": ["00000000-0000-7000-8000-000000000000"]})).await;
+    let (s, e) = app
+        .post(
+            "/api/v1/tasks",
+            json!({"kluster_id": k, "title": "x", "depends_on": ["00000000-0000-7000-8000-000000000000"]}),
+        )
+        .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(e["error"]["details"]["field"], "depends_on[0]", "{e}");
 
@@ -294,9 +309,8 @@ async fn idempotency_key_replays_the_first_response() {
     let app = App::spawn().await;
     let k = app.kluster().await;
     let body = json!({"kluster_id": k, "title": "exactly once"});
-    let send = |b: Value| {
-        app.req(reqwest::Method::POST, "/api/v1/tasks").header("Idempotency-Key", "retry-1").json(&b).send()
-    };
+    let send =
+        |b: Value| app.req(reqwest::Method::POST, "/api/v1/tasks").header("Idempotency-Key", "retry-1").json(&b).send();
     let first = send(body.clone()).await.expect("first");
     assert_eq!(first.status(), StatusCode::CREATED);
     assert!(!first.headers().contains_key("idempotent-replayed"));
@@ -370,9 +384,16 @@ async fn sixty_four_clients_racing_never_share_a_task() {
 #[tokio::test]
 async fn openapi_and_swagger_ui_are_served() {
     let app = App::spawn().await;
-    let doc: Value = app.http.get(format!("{}/api/openapi.json", app.base)).send().await.expect("doc").json().await.expect("json");
+    let doc: Value =
+        app.http.get(format!("{}/api/openapi.json", app.base)).send().await.expect("doc").json().await.expect("json");
     let paths = doc["paths"].as_object().expect("paths");
-    for p in ["/api/v1/tasks", "/api/v1/tasks/{id}/claim", "/api/v1/klusters/{id}/claim-next", "/api/v1/ledger/verify", "/healthz"] {
+    for p in [
+        "/api/v1/tasks",
+        "/api/v1/tasks/{id}/claim",
+        "/api/v1/klusters/{id}/claim-next",
+        "/api/v1/ledger/verify",
+        "/healthz",
+    ] {
         assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
     assert!(doc["components"]["schemas"]["Task"].is_object());
@@ -461,7 +482,11 @@ async fn reaper_reopens_expired_leases_under_paused_time() {
 /// Finds a Chromium to drive; `MC_REQUIRE_BROWSER=1` (set by the test script) turns a missing one
 /// into a failure instead of a skip.
 fn chromium() -> Option<std::path::PathBuf> {
-    let candidates = [std::env::var("MC_CHROMIUM").unwrap_or_default(), "/usr/bin/chromium".into(), "/usr/bin/chromium-browser".into()];
+    let candidates = [
+        std::env::var("MC_CHROMIUM").unwrap_or_default(),
+        "/usr/bin/chromium".into(),
+        "/usr/bin/chromium-browser".into(),
+    ];
     let found = candidates.iter().filter(|c| !c.is_empty()).map(std::path::PathBuf::from).find(|p| p.exists());
     if found.is_none() {
         assert!(std::env::var("MC_REQUIRE_BROWSER").is_err(), "MC_REQUIRE_BROWSER is set but no Chromium was found");
@@ -500,6 +525,10 @@ async fn swagger_ui_renders_offline_in_a_real_browser() {
     .expect("chromium ran");
     let dom = String::from_utf8_lossy(&out.stdout);
     // operations are rendered by Swagger UI's JavaScript, so they only appear if its assets loaded
-    assert!(dom.contains("opblock"), "Swagger UI did not render operations; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        dom.contains("opblock"),
+        "Swagger UI did not render operations; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dom.contains("/api/v1/klusters/{id}/claim-next"), "claim-next operation missing from the rendered page");
 }

@@ -33,11 +33,8 @@ pub(crate) fn start_checkpointer(path: &Path, every: std::time::Duration) -> Res
     std::thread::Builder::new()
         .name("mc-sqlite-checkpoint".into())
         .spawn(move || {
-            loop {
-                match rx.recv_timeout(every) {
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+            // a message or a dropped sender both mean stop
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                 if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
                     tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
                 }
@@ -79,12 +76,8 @@ pub(crate) fn db_err(e: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode;
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                Error::Unavailable(format!("database busy: {e}"))
-            }
-            ErrorCode::DiskFull | ErrorCode::CannotOpen | ErrorCode::ReadOnly => {
-                Error::Unavailable(e.to_string())
-            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Error::Unavailable(format!("database busy: {e}")),
+            ErrorCode::DiskFull | ErrorCode::CannotOpen | ErrorCode::ReadOnly => Error::Unavailable(e.to_string()),
             _ => Error::Internal(e.to_string()),
         },
         _ => Error::Internal(e.to_string()),
@@ -140,10 +133,7 @@ impl Writer {
                 let _ = tx.send(result);
             })
         });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| Error::Unavailable("the store is shut down".into()))?;
+        self.jobs.send(job).await.map_err(|_| Error::Unavailable("the store is shut down".into()))?;
         rx.await.map_err(|_| {
             Error::Unavailable("the write was not applied (no transaction could be started); retry".into())
         })?
@@ -197,9 +187,7 @@ pub(crate) struct Readers {
 
 impl Readers {
     pub(crate) fn open(path: &Path, size: usize) -> Result<Arc<Self>> {
-        let conns = (0..size)
-            .map(|_| open(path, true, Synchronous::Normal))
-            .collect::<Result<Vec<_>>>()?;
+        let conns = (0..size).map(|_| open(path, true, Synchronous::Normal)).collect::<Result<Vec<_>>>()?;
         Ok(Arc::new(Self { path: path.to_owned(), conns: Mutex::new(conns), permits: Semaphore::new(size) }))
     }
 
@@ -209,11 +197,7 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::Unavailable("the store is shut down".into()))?;
+        let _permit = self.permits.acquire().await.map_err(|_| Error::Unavailable("the store is shut down".into()))?;
         let pooled = self.conns.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,

@@ -18,8 +18,8 @@ use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
 use mc_domain::ledger::ChainVerifier;
 use mc_domain::mission::ensure_active;
 use mc_domain::{
-    Actor, Clock, Error, Kluster, KlusterId, Lease, LedgerEvent, LedgerVerification, Mission, MissionId,
-    Principal, Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
+    Actor, Clock, Error, Kluster, KlusterId, Lease, LedgerEvent, LedgerVerification, Mission, MissionId, Principal,
+    Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
     Created, LedgerFilter, Page, ReadyFilter, ScopeFilter, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
@@ -761,9 +761,7 @@ impl Store for SqliteStore {
 
     async fn verify_ledger(&self) -> Result<LedgerVerification> {
         self.read(|c| {
-            let mut st = c
-                .prepare(&format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"))
-                .map_err(db_err)?;
+            let mut st = c.prepare(&format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq")).map_err(db_err)?;
             let mut rows = st.query([]).map_err(db_err)?;
             let mut v = ChainVerifier::default();
             while let Some(row) = rows.next().map_err(db_err)? {
@@ -800,10 +798,12 @@ impl SqliteStore {
             let mut m = load_mission(c, id)?;
             f(&mut m)?;
             m.updated_at = now;
-            c.prepare_cached("UPDATE missions SET name = ?2, description = ?3, status = ?4, updated_at = ?5 WHERE id = ?1")
-                .map_err(db_err)?
-                .execute(params![m.id.to_string(), m.name, m.description, m.status.as_str(), to_millis(now)])
-                .map_err(db_err)?;
+            c.prepare_cached(
+                "UPDATE missions SET name = ?2, description = ?3, status = ?4, updated_at = ?5 WHERE id = ?1",
+            )
+            .map_err(db_err)?
+            .execute(params![m.id.to_string(), m.name, m.description, m.status.as_str(), to_millis(now)])
+            .map_err(db_err)?;
             append_ledger(c, &ctx, action, "mission", &m.id.to_string(), &m, now)?;
             Ok(m)
         })
@@ -819,10 +819,12 @@ impl SqliteStore {
             let mut k = load_kluster(c, id)?;
             f(&mut k)?;
             k.updated_at = now;
-            c.prepare_cached("UPDATE klusters SET name = ?2, description = ?3, status = ?4, updated_at = ?5 WHERE id = ?1")
-                .map_err(db_err)?
-                .execute(params![k.id.to_string(), k.name, k.description, k.status.as_str(), to_millis(now)])
-                .map_err(db_err)?;
+            c.prepare_cached(
+                "UPDATE klusters SET name = ?2, description = ?3, status = ?4, updated_at = ?5 WHERE id = ?1",
+            )
+            .map_err(db_err)?
+            .execute(params![k.id.to_string(), k.name, k.description, k.status.as_str(), to_millis(now)])
+            .map_err(db_err)?;
             append_ledger(c, &ctx, action, "kluster", &k.id.to_string(), &k, now)?;
             Ok(k)
         })

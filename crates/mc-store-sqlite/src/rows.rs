@@ -5,8 +5,8 @@ use mc_domain::clock::{from_millis, to_millis};
 use mc_domain::id::Uuid;
 use mc_domain::ledger::{GENESIS_HASH, chain_hash, digest_of};
 use mc_domain::{
-    Error, EventId, Kluster, KlusterId, Lease, LedgerEvent, Mission, MissionId, Priority, Result, ScopeStatus,
-    Task, TaskId, TaskStatus, Timestamp,
+    Error, EventId, Kluster, KlusterId, Lease, LedgerEvent, Mission, MissionId, Priority, Result, ScopeStatus, Task,
+    TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{IdempotencyKey, WriteCtx};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -24,9 +24,8 @@ fn parse_uuid<T: From<Uuid>>(s: &str, what: &str) -> rusqlite::Result<T> {
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(s: &str) -> rusqlite::Result<T> {
-    serde_json::from_str(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-    })
+    serde_json::from_str(s)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 fn bad_enum(what: &str, v: &str) -> rusqlite::Error {
@@ -127,14 +126,12 @@ pub(crate) fn load_task(conn: &Connection, id: TaskId) -> Result<Task> {
 }
 
 pub(crate) fn load_mission(conn: &Connection, id: MissionId) -> Result<Mission> {
-    conn.prepare_cached(
-        "SELECT id, name, description, status, created_at, updated_at FROM missions WHERE id = ?1",
-    )
-    .map_err(db_err)?
-    .query_row([id.to_string()], mission_from_row)
-    .optional()
-    .map_err(db_err)?
-    .ok_or_else(|| Error::not_found("mission", id))
+    conn.prepare_cached("SELECT id, name, description, status, created_at, updated_at FROM missions WHERE id = ?1")
+        .map_err(db_err)?
+        .query_row([id.to_string()], mission_from_row)
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("mission", id))
 }
 
 pub(crate) fn load_kluster(conn: &Connection, id: KlusterId) -> Result<Kluster> {
@@ -228,9 +225,7 @@ pub(crate) fn save_task(conn: &Connection, t: &Task, deps_changed: bool, labels_
 }
 
 fn write_deps(conn: &Connection, t: &Task) -> Result<()> {
-    let mut st = conn
-        .prepare_cached("INSERT INTO task_deps (task_id, depends_on) VALUES (?1, ?2)")
-        .map_err(db_err)?;
+    let mut st = conn.prepare_cached("INSERT INTO task_deps (task_id, depends_on) VALUES (?1, ?2)").map_err(db_err)?;
     for d in &t.depends_on {
         st.execute([t.id.to_string(), d.to_string()]).map_err(db_err)?;
     }
@@ -238,9 +233,7 @@ fn write_deps(conn: &Connection, t: &Task) -> Result<()> {
 }
 
 fn write_labels(conn: &Connection, t: &Task) -> Result<()> {
-    let mut st = conn
-        .prepare_cached("INSERT INTO task_labels (label, task_id) VALUES (?1, ?2)")
-        .map_err(db_err)?;
+    let mut st = conn.prepare_cached("INSERT INTO task_labels (label, task_id) VALUES (?1, ?2)").map_err(db_err)?;
     for l in &t.labels {
         st.execute([l.clone(), t.id.to_string()]).map_err(db_err)?;
     }
@@ -250,9 +243,8 @@ fn write_labels(conn: &Connection, t: &Task) -> Result<()> {
 /// What `t` depends on, by id.
 pub(crate) fn deps_of(conn: &Connection, t: TaskId) -> Result<Vec<TaskId>> {
     let mut st = conn.prepare_cached("SELECT depends_on FROM task_deps WHERE task_id = ?1").map_err(db_err)?;
-    let rows = st
-        .query_map([t.to_string()], |r| parse_uuid::<TaskId>(&r.get::<_, String>(0)?, "task"))
-        .map_err(db_err)?;
+    let rows =
+        st.query_map([t.to_string()], |r| parse_uuid::<TaskId>(&r.get::<_, String>(0)?, "task")).map_err(db_err)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
 }
 
@@ -303,22 +295,24 @@ pub(crate) fn append_ledger<T: Serialize>(
         ctx.request_id.as_deref(),
         &digest,
     );
-    conn.prepare_cached(&format!("INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"))
-        .map_err(db_err)?
-        .execute(params![
-            seq,
-            id.to_string(),
-            to_millis(now),
-            actor,
-            action,
-            entity_kind,
-            entity_id,
-            ctx.request_id,
-            digest,
-            prev_hash,
-            hash
-        ])
-        .map_err(db_err)?;
+    conn.prepare_cached(&format!(
+        "INSERT INTO ledger ({LEDGER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))
+    .map_err(db_err)?
+    .execute(params![
+        seq,
+        id.to_string(),
+        to_millis(now),
+        actor,
+        action,
+        entity_kind,
+        entity_id,
+        ctx.request_id,
+        digest,
+        prev_hash,
+        hash
+    ])
+    .map_err(db_err)?;
     Ok(())
 }
 
@@ -338,10 +332,7 @@ pub(crate) fn idempotency_lookup(conn: &Connection, key: &IdempotencyKey, kind: 
         Some((fp, k, id)) if fp == key.fingerprint && k == kind => Ok(Some(id)),
         Some(_) => Err(Error::conflict(
             "idempotency_key_reused",
-            format!(
-                "Idempotency-Key `{}` was already used for a different request; use a new key",
-                key.key
-            ),
+            format!("Idempotency-Key `{}` was already used for a different request; use a new key", key.key),
             serde_json::json!({ "key": key.key }),
         )),
     }

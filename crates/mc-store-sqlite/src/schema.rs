@@ -16,18 +16,13 @@ pub fn latest_version() -> i64 {
 /// Current schema version of a database (0 when empty).
 pub fn current_version(conn: &Connection) -> Result<i64> {
     let has_table: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'", [], |r| r.get(0))
         .optional()
         .map_err(db_err)?;
     if has_table.is_none() {
         return Ok(0);
     }
-    conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
-        .map_err(db_err)
+    conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0)).map_err(db_err)
 }
 
 /// Applies pending migrations; returns the versions applied.
@@ -48,8 +43,7 @@ pub fn migrate(conn: &mut Connection) -> Result<Vec<i64>> {
     let mut applied = Vec::new();
     for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let tx = conn.transaction().map_err(db_err)?;
-        tx.execute_batch(sql)
-            .map_err(|e| Error::Internal(format!("migration {version} ({name}) failed: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| Error::Internal(format!("migration {version} ({name}) failed: {e}")))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             rusqlite::params![version, name, to_millis(chrono_now())],

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields, ScopePatch, TaskPatch};
 use mc_domain::{
-    Actor, AgentId, Error, Kluster, KlusterId, ManualClock, Mission, Principal, Role, ScopeStatus, Task,
-    TaskId, TaskStatus,
+    Actor, AgentId, Error, Kluster, KlusterId, ManualClock, Mission, Principal, Role, ScopeStatus, Task, TaskId,
+    TaskStatus,
 };
 
-use crate::{
-    IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, Store, TaskFilter, TokenRecord, WriteCtx,
-};
+use crate::{IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, Store, TaskFilter, TokenRecord, WriteCtx};
 
 /// A fresh store for one test, and whatever keeps it alive (a temp dir, a server).
 pub struct Harness {
@@ -112,10 +110,8 @@ pub async fn missions_and_klusters_lifecycle(s: Arc<dyn Store>, _clock: Arc<Manu
     let page = s.list_missions(&ScopeFilter { limit: 1, ..Default::default() }).await.expect("list");
     assert_eq!(page.items, vec![m1.clone()]);
     let cursor = page.next_cursor.expect("more pages");
-    let page2 = s
-        .list_missions(&ScopeFilter { limit: 1, cursor: Some(cursor), ..Default::default() })
-        .await
-        .expect("list 2");
+    let page2 =
+        s.list_missions(&ScopeFilter { limit: 1, cursor: Some(cursor), ..Default::default() }).await.expect("list 2");
     assert_eq!(page2.items, vec![m2.clone()]);
     assert_eq!(page2.next_cursor, None);
 
@@ -141,10 +137,8 @@ pub async fn missions_and_klusters_lifecycle(s: Arc<dyn Store>, _clock: Arc<Manu
     assert_eq!(archived.status, ScopeStatus::Archived);
     let e = s.update_kluster(&admin(), k.id, ScopePatch::default()).await.expect_err("archived");
     assert_eq!(code(e), "archived");
-    let listed = s
-        .list_klusters(&ScopeFilter { mission_id: Some(m1.id), limit: 10, ..Default::default() })
-        .await
-        .expect("list");
+    let listed =
+        s.list_klusters(&ScopeFilter { mission_id: Some(m1.id), limit: 10, ..Default::default() }).await.expect("list");
     assert!(listed.items.is_empty(), "archived klusters are hidden by default");
 
     s.archive_mission(&admin(), m2.id).await.expect("archive mission");
@@ -171,8 +165,8 @@ pub async fn tasks_are_created_validated_and_listed(s: Arc<dyn Store>, _clock: A
     assert_eq!(b.status, TaskStatus::Open);
     assert_eq!(s.get_task(b.id).await.expect("get"), b);
 
-    let unknown = NewTask::parse(KlusterId::new(), RawTaskFields { title: Some("x"), ..Default::default() })
-        .expect("valid");
+    let unknown =
+        NewTask::parse(KlusterId::new(), RawTaskFields { title: Some("x"), ..Default::default() }).expect("valid");
     assert!(matches!(s.create_task(&admin(), unknown).await, Err(Error::NotFound { entity: "kluster", .. })));
     let bad_dep = NewTask::parse(
         k1.id,
@@ -184,17 +178,13 @@ pub async fn tasks_are_created_validated_and_listed(s: Arc<dyn Store>, _clock: A
         other => panic!("expected a validation error, got {other:?}"),
     }
 
-    let in_k1 = s
-        .list_tasks(&TaskFilter { kluster_id: Some(k1.id), limit: 10, ..Default::default() })
-        .await
-        .expect("list");
+    let in_k1 =
+        s.list_tasks(&TaskFilter { kluster_id: Some(k1.id), limit: 10, ..Default::default() }).await.expect("list");
     assert_eq!(in_k1.items.iter().map(|t| t.id).collect::<Vec<_>>(), vec![a.id, b.id]);
     let all = s.list_tasks(&TaskFilter { limit: 2, ..Default::default() }).await.expect("page 1");
     assert_eq!(all.items.len(), 2);
-    let rest = s
-        .list_tasks(&TaskFilter { limit: 2, cursor: all.next_cursor, ..Default::default() })
-        .await
-        .expect("page 2");
+    let rest =
+        s.list_tasks(&TaskFilter { limit: 2, cursor: all.next_cursor, ..Default::default() }).await.expect("page 2");
     assert_eq!(rest.items.iter().map(|t| t.id).collect::<Vec<_>>(), vec![c.id]);
     assert!(rest.next_cursor.is_none());
 
@@ -214,8 +204,8 @@ pub async fn tasks_are_created_validated_and_listed(s: Arc<dyn Store>, _clock: A
         .await
         .expect("by label");
     assert_eq!(labelled.items.len(), 3);
-    let patch = TaskPatch::parse(RawTaskFields { labels: Some(&["docs".to_owned()]), ..Default::default() })
-        .expect("valid");
+    let patch =
+        TaskPatch::parse(RawTaskFields { labels: Some(&["docs".to_owned()]), ..Default::default() }).expect("valid");
     s.update_task(&admin(), c.id, patch, None).await.expect("relabel");
     let docs = s
         .list_tasks(&TaskFilter { label: Some("docs".into()), limit: 10, ..Default::default() })
@@ -268,10 +258,7 @@ pub async fn dependency_cycles_are_refused(s: Arc<dyn Store>, _clock: Arc<Manual
     let patch = TaskPatch { depends_on: Some(vec![c.id]), ..Default::default() };
     let e = s.update_task(&admin(), a.id, patch, None).await.expect_err("cycle");
     assert_eq!(e.code(), "dependency_cycle");
-    assert_eq!(
-        e.to_string(),
-        format!("dependencies would form a cycle: {} → {} → {} → {}", a.id, c.id, b.id, a.id)
-    );
+    assert_eq!(e.to_string(), format!("dependencies would form a cycle: {} → {} → {} → {}", a.id, c.id, b.id, a.id));
     // nothing was half-written
     assert!(s.get_task(a.id).await.expect("get").depends_on.is_empty());
     let self_dep = TaskPatch { depends_on: Some(vec![a.id]), ..Default::default() };

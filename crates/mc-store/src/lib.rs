@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
 use mc_domain::{
-    Actor, Kluster, KlusterId, LedgerEvent, LedgerVerification, Mission, MissionId, Principal, Result,
-    Task, TaskId, TaskStatus,
+    Actor, Kluster, KlusterId, LedgerEvent, LedgerVerification, Mission, MissionId, Principal, Result, Task, TaskId,
+    TaskStatus,
 };
 
 #[cfg(feature = "conformance")]

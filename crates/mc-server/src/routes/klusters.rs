@@ -29,11 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/klusters", tag = "klusters", request_body = CreateKluster,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
     responses((status = 201, body = Kluster), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
-pub async fn create_kluster(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    body: ApiJson<CreateKluster>,
-) -> ApiResult<Response> {
+pub async fn create_kluster(State(s): State<AppState>, ctx: Ctx, body: ApiJson<CreateKluster>) -> ApiResult<Response> {
     let new = body.value.check()?;
     let created = s.store.create_kluster(&ctx.write_idempotent("POST /klusters", &body.raw), new).await?;
     Ok(crate::created(created))

@@ -25,11 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/missions", tag = "missions", request_body = CreateMission,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
     responses((status = 201, body = Mission), (status = 422, body = ErrorEnvelope)))]
-pub async fn create_mission(
-    State(s): State<AppState>,
-    ctx: Ctx,
-    body: ApiJson<CreateMission>,
-) -> ApiResult<Response> {
+pub async fn create_mission(State(s): State<AppState>, ctx: Ctx, body: ApiJson<CreateMission>) -> ApiResult<Response> {
     let new = body.value.check()?;
     let created = s.store.create_mission(&ctx.write_idempotent("POST /missions", &body.raw), new).await?;
     Ok(crate::created(created))
@@ -76,4 +72,3 @@ pub async fn update_mission(
 pub async fn archive_mission(State(s): State<AppState>, ctx: Ctx, Path(id): Path<String>) -> ApiResult<Json<Mission>> {
     Ok(Json(s.store.archive_mission(&ctx.write(), path_id::<MissionId>(&id)?).await?))
 }
-

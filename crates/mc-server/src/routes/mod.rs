@@ -15,8 +15,7 @@ use crate::error::ApiError;
 
 /// Parses an id from the path.
 pub(crate) fn path_id<T: FromStr<Err = Error>>(raw: &str) -> Result<T, ApiError> {
-    raw.parse::<T>()
-        .map_err(|e| ApiError::bad_request("invalid_id", e.to_string(), json!({ "field": "id" })))
+    raw.parse::<T>().map_err(|e| ApiError::bad_request("invalid_id", e.to_string(), json!({ "field": "id" })))
 }
 
 /// Checks a page size: 1 to `MAX_PAGE`, default `DEFAULT_PAGE`.

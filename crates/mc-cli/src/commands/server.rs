@@ -1,0 +1,134 @@
+//! `mc server`: wires the control plane to the embedded SQLite store in a data directory, then
+//! serves until Ctrl-C or SIGTERM (graceful: in-flight requests finish). `mc server migrate`
+//! applies pending migrations and exits.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use mc_domain::{Clock, SystemClock};
+use mc_server::ServerOptions;
+use mc_store::Store;
+use mc_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+use tracing_subscriber::EnvFilter;
+
+use super::Ctx;
+use crate::cli::{ServerArgs, ServerCmd, SqliteSync};
+use crate::output;
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "mc.db";
+
+pub async fn run(ctx: &Ctx, args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = data_dir(args.data_dir.as_deref())?;
+    let db = data_dir.join(DB_FILE);
+    match args.cmd {
+        Some(ServerCmd::Migrate) => migrate(ctx, db).await,
+        None => serve(ctx, args, data_dir, db).await,
+    }
+}
+
+fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match flag.filter(|p| !p.as_os_str().is_empty()) {
+        Some(d) => Ok(d.to_owned()),
+        None => dirs::data_dir()
+            .map(|d| d.join("missioncontrol"))
+            .ok_or_else(|| anyhow!("cannot find a data directory for this user; pass --data-dir or set MC_DATA_DIR")),
+    }
+}
+
+async fn migrate(ctx: &Ctx, db: PathBuf) -> anyhow::Result<()> {
+    let shown = db.display().to_string();
+    let applied = tokio::task::spawn_blocking(move || mc_store_sqlite::migrate(&db))
+        .await
+        .context("the migration task panicked")?
+        .with_context(|| format!("cannot migrate {shown}"))?;
+    if ctx.json() {
+        return output::json(&serde_json::json!({ "database": shown, "applied": applied }));
+    }
+    if applied.is_empty() {
+        output::line(format_args!("schema is up to date ({shown})"))?;
+    } else {
+        let versions: Vec<String> = applied.iter().map(i64::to_string).collect();
+        output::line(format_args!("applied migrations {} to {shown}", versions.join(", ")))?;
+    }
+    Ok(())
+}
+
+/// Logs go to stderr, filtered by `MC_LOG`, else `RUST_LOG`, else `info`.
+fn init_tracing() {
+    let spec = std::env::var("MC_LOG").or_else(|_| std::env::var("RUST_LOG")).ok();
+    let filter = match spec.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(s) => EnvFilter::try_new(s).unwrap_or_else(|e| {
+            eprintln!("warning: ignoring the log filter `{s}` ({e}); logging at info");
+            EnvFilter::new("info")
+        }),
+        None => EnvFilter::new("info"),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .try_init();
+}
+
+async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> anyhow::Result<()> {
+    init_tracing();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let config = SqliteConfig {
+        path: db.clone(),
+        synchronous: match args.sqlite_sync {
+            SqliteSync::Full => Synchronous::Full,
+            SqliteSync::Normal => Synchronous::Normal,
+        },
+        readers: 4,
+        max_batch: 512,
+        clock: Arc::clone(&clock),
+    };
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(config))
+        .await
+        .context("opening the store panicked")?
+        .with_context(|| format!("cannot open the database {}", db.display()))?;
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    if let Some(token) = mc_server::bootstrap_admin_token(store.as_ref(), ctx.global.token.as_deref())
+        .await
+        .context("cannot store the admin token")?
+    {
+        eprintln!("generated admin token (shown once, store it): {token}");
+    }
+
+    let opts = ServerOptions {
+        listen: args.listen,
+        max_body_bytes: args.max_body_bytes,
+        reaper_interval: Duration::from_secs(1),
+    };
+    let server = mc_server::start(store, clock, opts).await?;
+    eprintln!("MissionControl listening on http://{} (data: {})", server.addr(), data_dir.display());
+
+    let signal = shutdown_signal().await?;
+    tracing::info!(signal, "shutting down: finishing in-flight requests");
+    server.shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for Ctrl-C or (on Unix) SIGTERM; returns which one came.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("cannot listen for Ctrl-C"),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
+}

@@ -1,0 +1,221 @@
+//! Rendering for humans (borderless tables for lists, key/value blocks for one entity) and for
+//! machines (`--json`: the API's response body, pretty-printed). Ids are always shown in full.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::{ContentArrangement, Table, presets};
+use mc_api::{Kluster, LedgerEvent, Mission, Task};
+use serde::Serialize;
+
+/// Prints one line (or block) on stdout. Unlike `println!` it returns an error instead of
+/// panicking when stdout is gone (`mc task list | head -1`).
+pub fn line(s: impl fmt::Display) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    line(serde_json::to_string_pretty(value)?)
+}
+
+/// Whether an error is stdout having been closed by the reader.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().filter_map(|e| e.downcast_ref::<std::io::Error>()).any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// A timestamp as `2026-01-02T03:04:05Z`.
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A list as `a, b`, or `-` when empty.
+fn list<T: ToString>(items: &[T]) -> String {
+    if items.is_empty() { "-".to_owned() } else { items.iter().map(T::to_string).collect::<Vec<_>>().join(", ") }
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// A borderless table with upper-case headers, columns two spaces apart, no trailing blanks.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING).set_content_arrangement(ContentArrangement::Disabled);
+    t.set_header(header.to_vec());
+    for row in rows {
+        t.add_row(row);
+    }
+    let last = header.len().saturating_sub(1);
+    for (i, col) in t.column_iter_mut().enumerate() {
+        col.set_padding((0, if i == last { 0 } else { 2 }));
+    }
+    t.trim_fmt()
+}
+
+/// Key/value lines with the keys aligned; multi-line values are indented under their first line.
+pub fn block(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        let mut lines = v.lines();
+        let first = lines.next().unwrap_or("");
+        let _ = writeln!(out, "{k:<width$}  {first}");
+        for line in lines {
+            let _ = writeln!(out, "{:width$}  {line}", "");
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// The line printed under a list when there is a next page.
+pub fn next_page(flag: &str, cursor: Option<&str>) -> Option<String> {
+    cursor.map(|c| format!("(more: pass {flag} {c})"))
+}
+
+pub fn mission(m: &Mission) -> String {
+    block(&[
+        ("id", m.id.to_string()),
+        ("name", m.name.clone()),
+        ("status", m.status.as_str().to_owned()),
+        ("created", time(m.created_at)),
+        ("updated", time(m.updated_at)),
+        ("description", or_dash(&m.description).to_owned()),
+    ])
+}
+
+pub fn missions(items: &[Mission]) -> String {
+    if items.is_empty() {
+        return "no missions".into();
+    }
+    table(
+        &["ID", "STATUS", "UPDATED", "NAME"],
+        items
+            .iter()
+            .map(|m| vec![m.id.to_string(), m.status.as_str().into(), time(m.updated_at), m.name.clone()])
+            .collect(),
+    )
+}
+
+pub fn kluster(k: &Kluster) -> String {
+    block(&[
+        ("id", k.id.to_string()),
+        ("name", k.name.clone()),
+        ("mission", k.mission_id.to_string()),
+        ("status", k.status.as_str().to_owned()),
+        ("created", time(k.created_at)),
+        ("updated", time(k.updated_at)),
+        ("description", or_dash(&k.description).to_owned()),
+    ])
+}
+
+pub fn klusters(items: &[Kluster]) -> String {
+    if items.is_empty() {
+        return "no klusters".into();
+    }
+    table(
+        &["ID", "MISSION", "STATUS", "NAME"],
+        items
+            .iter()
+            .map(|k| vec![k.id.to_string(), k.mission_id.to_string(), k.status.as_str().into(), k.name.clone()])
+            .collect(),
+    )
+}
+
+pub fn task(t: &Task) -> String {
+    let mut rows = vec![
+        ("id", t.id.to_string()),
+        ("title", t.title.clone()),
+        ("status", t.status.as_str().to_owned()),
+        ("priority", t.priority.get().to_string()),
+        ("mission", t.mission_id.to_string()),
+        ("kluster", t.kluster_id.to_string()),
+        ("labels", list(&t.labels)),
+        ("paths", list(&t.paths)),
+        ("depends on", list(&t.depends_on)),
+    ];
+    match &t.lease {
+        Some(l) => {
+            rows.push(("holder", l.holder.clone()));
+            rows.push(("lease until", time(l.expires_at)));
+        }
+        None => rows.push(("holder", "-".into())),
+    }
+    rows.extend([
+        ("fencing token", t.fencing_token.to_string()),
+        ("created by", t.created_by.clone()),
+        ("created", time(t.created_at)),
+        ("updated", time(t.updated_at)),
+        ("description", or_dash(&t.description).to_owned()),
+    ]);
+    block(&rows)
+}
+
+pub fn tasks(items: &[Task]) -> String {
+    if items.is_empty() {
+        return "no tasks".into();
+    }
+    table(
+        &["ID", "STATUS", "PRI", "HOLDER", "TITLE"],
+        items
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.to_string(),
+                    t.status.as_str().into(),
+                    t.priority.get().to_string(),
+                    t.lease.as_ref().map_or("-", |l| l.holder.as_str()).to_owned(),
+                    t.title.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn ledger(items: &[LedgerEvent]) -> String {
+    if items.is_empty() {
+        return "no ledger events".into();
+    }
+    table(
+        &["SEQ", "AT", "ACTOR", "ACTION", "ENTITY"],
+        items
+            .iter()
+            .map(|e| {
+                vec![
+                    e.seq.to_string(),
+                    time(e.at),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    format!("{} {}", e.entity_kind, e.entity_id),
+                ]
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_are_borderless_aligned_and_trimmed() {
+        let t = table(
+            &["ID", "STATUS", "TITLE"],
+            vec![
+                vec!["a".into(), "open".into(), "First".into()],
+                vec!["bbb".into(), "in_progress".into(), "Second one".into()],
+            ],
+        );
+        assert_eq!(t, "ID   STATUS       TITLE\na    open         First\nbbb  in_progress  Second one");
+    }
+
+    #[test]
+    fn blocks_align_keys_and_indent_continuation_lines() {
+        let b = block(&[("id", "1".into()), ("description", "line one\nline two".into())]);
+        assert_eq!(b, "id           1\ndescription  line one\n             line two");
+    }
+}

@@ -1,0 +1,577 @@
+//! Full-stack tests of the `mc` binary: a real `mc server` (embedded SQLite in a temp dir) on a
+//! loopback port, driven by real `mc` commands, as a user or an agent would.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const MC: &str = env!("CARGO_BIN_EXE_mc");
+const TOKEN: &str = "test-token";
+
+/// Every variable `mc` reads; cleared so the developer's environment cannot leak into a test.
+const MC_VARS: &[&str] = &[
+    "MC_BASE_URL",
+    "MC_TOKEN",
+    "MC_AGENT_ID",
+    "MC_CONFIG_DIR",
+    "MC_LISTEN",
+    "MC_DATA_DIR",
+    "MC_MAX_BODY_BYTES",
+    "MC_SQLITE_SYNC",
+    "MC_LOG",
+    "RUST_LOG",
+];
+
+fn command() -> Command {
+    let mut cmd = Command::new(MC);
+    for v in MC_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A running `mc server`; killed when dropped.
+struct Server {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `mc server` on a free port with its data in `dir/data`; `token` becomes MC_TOKEN.
+    fn start(dir: &Path, token: Option<&str>) -> Server {
+        // The port is free when picked but could be taken before the server binds: retry.
+        for attempt in 0..3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let log = dir.join(format!("server-{}-{attempt}.log", std::process::id()));
+            let mut cmd = command();
+            cmd.args(["server", "--listen", &addr, "--data-dir"])
+                .arg(dir.join("data"))
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).expect("server log file"));
+            if let Some(t) = token {
+                cmd.env("MC_TOKEN", t);
+            }
+            let child = cmd.spawn().expect("spawn mc server");
+            let mut server = Server { child, addr, log };
+            if server.wait_healthy() {
+                return server;
+            }
+        }
+        panic!("mc server did not start in 3 attempts");
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for `/healthz`; false if the server exited (e.g. the port was taken).
+    fn wait_healthy(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                eprintln!("mc server exited early ({status}):\n{}", self.log());
+                return false;
+            }
+            if healthz(&self.addr) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mc server did not become healthy in 30 s:\n{}", self.log());
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    #[cfg(unix)]
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "mc server did not stop within 15 s of SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn healthz(addr: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.starts_with("HTTP/1.1 200")
+}
+
+/// The result of one `mc` run.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns stdout.
+    fn ok(self) -> String {
+        assert_eq!(self.code, 0, "mc failed: {self:#?}");
+        self.stdout
+    }
+
+    /// Asserts success and parses stdout as JSON.
+    fn json(self) -> Value {
+        let out = self.ok();
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out}"))
+    }
+
+    /// Asserts failure with `code`, an `error:` line first and nothing after it but `hint:` lines;
+    /// returns the error line.
+    fn fails(&self, code: i32) -> String {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        let mut lines = self.stderr.lines();
+        let first = lines.next().unwrap_or_default().to_owned();
+        assert!(first.starts_with("error: "), "first stderr line is not an error line: {self:#?}");
+        for l in lines {
+            assert!(l.starts_with("hint: "), "stray stderr line {l:?}: {self:#?}");
+        }
+        first
+    }
+
+    fn hint(&self) -> Option<&str> {
+        self.stderr.lines().find_map(|l| l.strip_prefix("hint: "))
+    }
+}
+
+/// An `mc` client configuration: server, token, agent identity, config dir.
+struct Mc {
+    base_url: String,
+    token: String,
+    agent: Option<String>,
+    config_dir: PathBuf,
+}
+
+impl Mc {
+    fn new(server: &Server, config_dir: &Path) -> Self {
+        Mc { base_url: server.base_url(), token: TOKEN.into(), agent: None, config_dir: config_dir.to_owned() }
+    }
+
+    fn as_agent(&self, agent: &str) -> Self {
+        Mc {
+            base_url: self.base_url.clone(),
+            token: self.token.clone(),
+            agent: Some(agent.into()),
+            config_dir: self.config_dir.clone(),
+        }
+    }
+
+    fn with_token(&self, token: &str) -> Self {
+        Mc {
+            base_url: self.base_url.clone(),
+            token: token.into(),
+            agent: self.agent.clone(),
+            config_dir: self.config_dir.clone(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = command();
+        cmd.args(args)
+            .env("MC_BASE_URL", &self.base_url)
+            .env("MC_TOKEN", &self.token)
+            .env("MC_CONFIG_DIR", &self.config_dir);
+        if let Some(a) = &self.agent {
+            cmd.env("MC_AGENT_ID", a);
+        }
+        Run::from(cmd.output().expect("run mc"))
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        self.run(&all).json()
+    }
+
+    /// The fencing tokens remembered in the leases file, as JSON.
+    fn leases(&self) -> Value {
+        match fs::read_to_string(self.config_dir.join("leases.json")) {
+            Ok(s) => serde_json::from_str(&s).expect("leases.json is JSON"),
+            Err(_) => Value::Null,
+        }
+    }
+}
+
+fn id_of(v: &Value) -> String {
+    v["id"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
+}
+
+/// Starts a server and returns it with a client, a mission and a kluster.
+fn setup(dir: &TempDir) -> (Server, Mc, String, String) {
+    let server = Server::start(dir.path(), Some(TOKEN));
+    let mc = Mc::new(&server, &dir.path().join("config"));
+    let mission = id_of(&mc.json(&["mission", "create", "Checkout v2", "--description", "new payment flow"]));
+    let kluster = id_of(&mc.json(&["kluster", "create", "--mission", &mission, "API"]));
+    (server, mc, mission, kluster)
+}
+
+/// Header and rows of a human table, split on runs of spaces.
+fn table(out: &str) -> Vec<Vec<String>> {
+    out.lines().map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned).collect()).collect()
+}
+
+#[test]
+fn a_task_goes_through_its_lifecycle_with_remembered_fencing_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, mission, kluster) = setup(&dir);
+
+    let a = mc.json(&[
+        "task",
+        "create",
+        "--kluster",
+        &kluster,
+        "Design the refund endpoint",
+        "--priority",
+        "1",
+        "--path",
+        "api/refunds/**",
+        "--label",
+        "Design",
+    ]);
+    let a_id = id_of(&a);
+    assert_eq!(a["mission_id"], mission.as_str());
+    assert_eq!(a["labels"], serde_json::json!(["design"]));
+    assert_eq!(a["status"], "open");
+    let b_id = id_of(&mc.json(&["task", "create", "--kluster", &kluster, "Implement refunds", "--depends-on", &a_id]));
+
+    // --json prints the API's body: `show` of an unchanged task equals what `create` printed.
+    assert_eq!(mc.json(&["task", "show", &a_id]), a);
+    let listed = mc.json(&["task", "list", "--kluster", &kluster]);
+    let ids: Vec<_> = listed["items"].as_array().expect("items").iter().map(id_of).collect();
+    assert_eq!(ids, vec![a_id.clone(), b_id.clone()]);
+
+    // Only A is ready: B waits on it.
+    let ready = mc.run(&["task", "ready", "--kluster", &kluster]).ok();
+    let rows = table(&ready);
+    assert_eq!(rows[0], ["ID", "STATUS", "PRI", "HOLDER", "TITLE"], "{ready}");
+    assert_eq!(rows[1], [a_id.as_str(), "open", "1", "-", "Design the refund endpoint"], "{ready}");
+    assert_eq!(rows.len(), 2, "{ready}");
+
+    // agent-1 claims A; the fencing token is remembered for agent-1.
+    let agent1 = mc.as_agent("agent-1");
+    let claimed = agent1.json(&["task", "claim", &a_id]);
+    assert_eq!(claimed["lease"]["holder"], "agent-1");
+    let fence = claimed["lease"]["fencing_token"].as_u64().expect("token");
+    assert_eq!(agent1.leases()["agents"]["agent-1"][&a_id], fence);
+
+    // Heartbeat without --fence uses the remembered token.
+    let beat = agent1.run(&["task", "heartbeat", &a_id]).ok();
+    assert!(beat.starts_with(&format!("renewed the lease on task {a_id} until ")), "{beat}");
+
+    // agent-2 knows no token for A...
+    let agent2 = mc.as_agent("agent-2");
+    let r = agent2.run(&["task", "heartbeat", &a_id]);
+    let line = r.fails(2);
+    assert_eq!(
+        line,
+        format!("error: no fencing token known for task {a_id}; pass --fence N (see `mc task show {a_id}`)")
+    );
+    // ...and even with the right one it is not the holder.
+    let r = agent2.run(&["task", "release", &a_id, "--fence", &fence.to_string()]);
+    let hint = r.hint().map(str::to_owned);
+    let line = r.fails(1);
+    assert!(line.contains("is held by agent-1"), "{line}");
+    assert!(line.contains("task_held"), "{line}");
+    assert_eq!(hint, Some(format!("see the current holder and fencing token with `mc task show {a_id}`")));
+
+    // The holder with a stale token is refused, and the message names the holder.
+    let stale = (fence + 5).to_string();
+    let line = agent1.run(&["task", "release", &a_id, "--fence", &stale]).fails(1);
+    assert!(line.contains(&format!("fencing token {stale} is stale")), "{line}");
+    assert!(line.contains("held by agent-1"), "{line}");
+
+    // Transitions and done use the remembered token; done forgets it.
+    let started = agent1.json(&["task", "start", &a_id]);
+    assert_eq!(started["status"], "in_progress");
+    let done = agent1.run(&["task", "done", &a_id]).ok();
+    assert_eq!(done.trim(), format!("task {a_id} is done"));
+    assert_eq!(mc.json(&["task", "show", &a_id])["status"], "done");
+    assert!(agent1.leases()["agents"].get("agent-1").is_none(), "{}", agent1.leases());
+
+    // B is ready now; agent-2 takes it with claim-next, releases it, takes it again.
+    let ready = mc.json(&["task", "ready", "--kluster", &kluster]);
+    assert_eq!(ready["items"].as_array().expect("items").iter().map(id_of).collect::<Vec<_>>(), vec![b_id.clone()]);
+    let next = agent2.json(&["task", "claim-next", "--kluster", &kluster]);
+    assert_eq!(id_of(&next["task"]), b_id);
+    let first_token = next["task"]["lease"]["fencing_token"].as_u64().expect("token");
+    let released = agent2.json(&["task", "release", &b_id]);
+    assert_eq!(released["status"], "open");
+    assert!(released["lease"].is_null());
+    assert!(agent2.leases()["agents"].get("agent-2").is_none(), "{}", agent2.leases());
+    let again = agent2.run(&["task", "claim-next", "--kluster", &kluster]).ok();
+    assert!(
+        again.starts_with(&format!("claimed task {b_id} as agent-2 (fencing token {}", first_token + 1)),
+        "{again}"
+    );
+    let held = mc.json(&["task", "list", "--holder", "agent-2", "--status", "claimed"]);
+    assert_eq!(held["items"].as_array().expect("items").len(), 1);
+    agent2.run(&["task", "done", &b_id]).ok();
+
+    // Nothing left: claim-next says so and succeeds.
+    let none = agent2.run(&["task", "claim-next", "--kluster", &kluster]).ok();
+    assert_eq!(none.trim(), format!("no ready task in kluster {kluster}"));
+    assert_eq!(agent2.json(&["task", "claim-next", "--kluster", &kluster]), serde_json::json!({ "task": null }));
+
+    // The ledger recorded A's story, and the chain verifies.
+    let events = mc.json(&["ledger", "list", "--entity", &a_id]);
+    let events = events["items"].as_array().expect("items");
+    assert!(events.iter().all(|e| e["entity_id"] == a_id.as_str()), "{events:?}");
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    for want in ["task.create", "task.claim", "task.heartbeat", "task.complete"] {
+        assert!(actions.contains(&want), "{want} missing from {actions:?}");
+    }
+    assert!(events.iter().any(|e| e["actor"].as_str().is_some_and(|a| a.ends_with("agent-1"))), "{events:?}");
+    let verify = mc.run(&["ledger", "verify"]).ok();
+    let total = mc.json(&["ledger", "list", "--limit", "500"])["items"].as_array().expect("items").len();
+    assert!(verify.starts_with(&format!("ledger OK: {total} events, head ")), "{verify} (total {total})");
+    assert_eq!(mc.json(&["ledger", "verify"])["ok"], true);
+}
+
+#[test]
+fn a_token_remembered_from_an_expired_lease_is_refused_naming_the_new_holder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, _mission, kluster) = setup(&dir);
+    let task = id_of(&mc.json(&["task", "create", "--kluster", &kluster, "Short lease"]));
+    let agent1 = mc.as_agent("agent-1");
+    let agent2 = mc.as_agent("agent-2");
+
+    let claimed = agent1.json(&["task", "claim", &task, "--ttl", "5"]);
+    let old_token = claimed["lease"]["fencing_token"].as_u64().expect("token");
+    // agent-2 is refused while the lease lives, then gets the task once it expired.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_token = loop {
+        let r = agent2.run(&["task", "claim", &task, "--json"]);
+        if r.code == 0 {
+            let t: Value = serde_json::from_str(&r.stdout).expect("json");
+            break t["lease"]["fencing_token"].as_u64().expect("token");
+        }
+        let line = r.fails(1);
+        assert!(line.contains("held by agent-1") || line.contains("expired"), "{line}");
+        assert!(Instant::now() < deadline, "the 5 s lease never expired");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(new_token > old_token, "{new_token} > {old_token}");
+
+    // agent-1 still remembers its old token; every write with it is refused, naming agent-2.
+    assert_eq!(agent1.leases()["agents"]["agent-1"][&task], old_token);
+    for args in [vec!["task", "heartbeat", &task], vec!["task", "done", &task]] {
+        let line = agent1.run(&args).fails(1);
+        assert!(line.contains("agent-2"), "{args:?}: {line}");
+    }
+    assert_eq!(mc.json(&["task", "show", &task])["lease"]["holder"], "agent-2");
+}
+
+#[test]
+fn doctor_passes_with_the_right_token_and_fails_with_a_wrong_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), Some(TOKEN));
+    let mc = Mc::new(&server, &dir.path().join("config"));
+
+    let out = mc.run(&["system", "doctor"]).ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for (line, name) in lines.iter().zip(["reachable", "auth", "version", "storage", "clock"]) {
+        assert!(line.starts_with(&format!("[PASS] {name} ")), "{out}");
+    }
+    assert!(lines[1].contains("authenticated as admin"), "{out}");
+    assert!(lines[2].contains(&format!("server {v}, mc {v}", v = env!("CARGO_PKG_VERSION"))), "{out}");
+    let report = mc.json(&["system", "doctor"]);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["checks"].as_array().expect("checks").len(), 5);
+
+    let r = mc.with_token("wrong-token").run(&["system", "doctor"]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(r.stdout.contains("[PASS] reachable"), "{r:#?}");
+    assert!(r.stdout.contains("[FAIL] auth"), "{r:#?}");
+    assert!(r.stdout.contains("hint: set MC_TOKEN"), "{r:#?}");
+    assert!(!r.stdout.contains("[PASS] clock"), "clock needs auth: {r:#?}");
+    let r = mc.with_token("wrong-token").run(&["system", "doctor", "--json"]);
+    assert_eq!(r.code, 1);
+    let report: Value = serde_json::from_str(&r.stdout).expect("json");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["checks"][1]["name"], "auth");
+    assert_eq!(report["checks"][1]["status"], "fail");
+
+    drop(server);
+    let r = mc.run(&["system", "doctor"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.starts_with("[FAIL] reachable"), "{r:#?}");
+}
+
+#[test]
+fn errors_are_one_line_with_distinct_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, _mission, _kluster) = setup(&dir);
+
+    // Refused by the server: exit 1, the server's message.
+    let missing = "01a21317-0000-7000-8000-000000000000";
+    let r = mc.run(&["task", "show", missing]);
+    assert_eq!(r.stderr.lines().count(), 1, "{r:#?}");
+    assert_eq!(r.fails(1), format!("error: task {missing} not found (not_found, HTTP 404)"));
+    let line = mc.run(&["mission", "create", "  "]).fails(1);
+    assert!(line.contains("name: must not be empty"), "{line}");
+
+    // A wrong token: exit 1, with a hint.
+    let r = mc.with_token("nope").run(&["mission", "list"]);
+    assert!(r.hint().is_some_and(|h| h.contains("MC_TOKEN")), "{r:#?}");
+    assert!(r.fails(1).contains("HTTP 401"));
+
+    // Nobody listening: exit 3, with a hint to start the server.
+    let gone = format!("http://127.0.0.1:{}", free_port());
+    let mut unreachable = mc.with_token(TOKEN);
+    unreachable.base_url = gone.clone();
+    let r = unreachable.run(&["mission", "list"]);
+    assert!(r.hint().is_some_and(|h| h.contains("mc server")), "{r:#?}");
+    let line = r.fails(3);
+    assert!(line.starts_with(&format!("error: cannot connect to {gone}")), "{line}");
+
+    // Used wrongly: exit 2.
+    assert_eq!(mc.run(&["task", "show", "not-a-uuid"]).code, 2);
+    assert_eq!(mc.run(&["task", "create", "--kluster", missing, "t", "--priority", "9"]).code, 2);
+    let r = mc.run(&["task", "claim", missing]);
+    assert!(r.hint().is_some_and(|h| h.contains("MC_AGENT_ID")), "{r:#?}");
+    assert!(r.fails(2).contains("needs an agent identity"));
+    let r = mc.as_agent("bad agent!").run(&["mission", "list"]);
+    assert!(r.fails(2).contains("invalid agent identity"), "{r:#?}");
+}
+
+#[test]
+fn missions_and_klusters_list_as_tables_and_creates_are_idempotent_by_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, mission, kluster) = setup(&dir);
+
+    let first = id_of(&mc.json(&["mission", "create", "Retry me", "--idempotency-key", "key-1"]));
+    let second = id_of(&mc.json(&["mission", "create", "Retry me", "--idempotency-key", "key-1"]));
+    assert_eq!(first, second, "same key, same request: the first mission comes back");
+    let line = mc.run(&["mission", "create", "Something else", "--idempotency-key", "key-1"]).fails(1);
+    assert!(line.contains("key-1"), "{line}");
+    let third = id_of(&mc.json(&["mission", "create", "Retry me"]));
+    assert_ne!(third, first, "without a key every call creates");
+
+    let out = mc.run(&["mission", "list"]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["ID", "STATUS", "UPDATED", "NAME"], "{out}");
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows.iter().any(|r| r[0] == mission && r[1] == "active" && r[3] == "Checkout v2"), "{out}");
+
+    let renamed = mc.json(&["mission", "update", &first, "--name", "Renamed"]);
+    assert_eq!(renamed["name"], "Renamed");
+    assert_eq!(mc.json(&["mission", "archive", &first])["status"], "archived");
+    let active: Vec<String> =
+        mc.json(&["mission", "list"])["items"].as_array().expect("items").iter().map(id_of).collect();
+    assert!(!active.contains(&first), "archived missions are hidden by default");
+    let all = mc.json(&["mission", "list", "--all"]);
+    assert!(all["items"].as_array().expect("items").iter().any(|m| m["id"] == first.as_str()));
+    let page = mc.json(&["mission", "list", "--all", "--limit", "1"]);
+    let cursor = page["next_cursor"].as_str().expect("a next page").to_owned();
+    let page2 = mc.json(&["mission", "list", "--all", "--limit", "1", "--cursor", &cursor]);
+    assert_ne!(page2["items"][0]["id"], page["items"][0]["id"]);
+    let human = mc.run(&["mission", "list", "--all", "--limit", "1"]).ok();
+    assert!(human.trim_end().ends_with(&format!("(more: pass --cursor {cursor})")), "{human}");
+
+    let out = mc.run(&["kluster", "list", "--mission", &mission]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["ID", "MISSION", "STATUS", "NAME"], "{out}");
+    assert_eq!(rows[1], [kluster.as_str(), mission.as_str(), "active", "API"], "{out}");
+    let shown = mc.run(&["kluster", "show", &kluster]).ok();
+    assert!(shown.starts_with(&format!("id           {kluster}\nname         API\n")), "{shown}");
+    assert_eq!(mc.run(&["kluster", "update", &kluster]).code, 2, "nothing to update is a usage error");
+}
+
+#[test]
+#[cfg(unix)]
+fn the_server_generates_a_token_once_and_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = Server::start(dir.path(), None);
+    let log = server.log();
+    let prefix = "generated admin token (shown once, store it): ";
+    let token = log
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no generated token in the log:\n{log}"))
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("mct_") && token.len() > 40, "{token}");
+    let listening = format!("MissionControl listening on http://{} (data: ", server.addr);
+    assert!(log.contains(&listening), "{log}");
+
+    let mc = Mc::new(&server, &dir.path().join("config")).with_token(&token);
+    let mission = id_of(&mc.json(&["mission", "create", "Survives restarts"]));
+
+    let status = server.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", server.log());
+    assert!(server.log().contains("shutting down"), "{}", server.log());
+
+    // Same data dir, still no MC_TOKEN: no new token; the old one and the data are still there.
+    let server = Server::start(dir.path(), None);
+    assert!(!server.log().contains(prefix), "{}", server.log());
+    let mc = Mc::new(&server, &dir.path().join("config")).with_token(&token);
+    assert_eq!(mc.json(&["mission", "show", &mission])["name"], "Survives restarts");
+}
+
+#[test]
+fn server_migrate_reports_applied_versions_then_up_to_date() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let out = Run::from(command().args(["server", "migrate", "--data-dir", data]).output().expect("run")).ok();
+    assert!(out.starts_with("applied migrations 1"), "{out}");
+    assert!(dir.path().join("data").join("mc.db").exists());
+    let out = Run::from(command().args(["server", "migrate", "--data-dir", data]).output().expect("run")).ok();
+    assert!(out.starts_with("schema is up to date"), "{out}");
+    let v =
+        Run::from(command().args(["server", "migrate", "--data-dir", data, "--json"]).output().expect("run")).json();
+    assert_eq!(v["applied"], serde_json::json!([]));
+}
+
+#[test]
+fn version_prints_this_binary_version() {
+    let out = Run::from(command().arg("version").output().expect("run")).ok();
+    assert_eq!(out, format!("mc {}\n", env!("CARGO_PKG_VERSION")));
+}
