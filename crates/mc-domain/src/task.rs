@@ -26,6 +26,9 @@ impl TaskStatus {
     pub const ALL: [TaskStatus; 7] =
         [Self::Open, Self::Claimed, Self::InProgress, Self::Review, Self::Done, Self::Blocked, Self::Cancelled];
 
+    /// Statuses of live work: what overlap detection compares a new item against.
+    pub const LIVE: [TaskStatus; 5] = [Self::Open, Self::Claimed, Self::InProgress, Self::Review, Self::Blocked];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
@@ -244,6 +247,23 @@ impl Task {
             }),
             None => json!({ "task_id": self.id, "holder": null, "fencing_token": self.fencing_token }),
         }
+    }
+}
+
+/// The text of a task that gets embedded and indexed for similarity: the title, then the
+/// description.
+pub fn embedding_text(title: &str, description: &str) -> String {
+    if description.trim().is_empty() {
+        title.trim().to_owned()
+    } else {
+        format!("{}. {}", title.trim(), description.trim())
+    }
+}
+
+impl Task {
+    /// See [`embedding_text`].
+    pub fn embedding_text(&self) -> String {
+        embedding_text(&self.title, &self.description)
     }
 }
 

@@ -6,6 +6,7 @@
 mod conn;
 mod rows;
 pub mod schema;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use mc_domain::{
     Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, LedgerFilter, Page, ReadyFilter, ScopeFilter, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    Created, Embedded, EmbeddingJob, LedgerFilter, Page, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest,
+    Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -63,6 +65,7 @@ pub struct SqliteStore {
 
 /// Applies pending migrations to the database at `path` and returns the versions applied.
 pub fn migrate(path: &Path) -> Result<Vec<i64>> {
+    search::register_sqlite_vec();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
@@ -74,6 +77,7 @@ pub fn migrate(path: &Path) -> Result<Vec<i64>> {
 impl SqliteStore {
     /// Opens the store, running pending migrations first.
     pub fn open(config: SqliteConfig) -> Result<Self> {
+        search::register_sqlite_vec();
         migrate(&config.path)?;
         let write_conn = conn::open(&config.path, false, config.synchronous)?;
         let writer = Writer::start(write_conn, config.max_batch.max(1));
@@ -113,9 +117,13 @@ impl SqliteStore {
         let ctx = ctx.clone();
         self.write(move |c, now| {
             let mut task = load_task(c, id)?;
+            let before = task.clone();
             let what = change(c, &mut task, &ctx.actor, now)?;
             task.updated_at = now;
             save_task(c, &task, what.deps, what.labels)?;
+            let text_changed =
+                before.title != task.title || before.description != task.description || before.labels != task.labels;
+            search::reindex(c, &task, text_changed, before.status != task.status)?;
             append_ledger(c, &ctx, action, "task", &task.id.to_string(), &task, now)?;
             Ok(task)
         })
@@ -652,9 +660,11 @@ impl Store for SqliteStore {
                 .map_err(db_err)?;
             let Some(id) = next else { return Ok(None) };
             let mut task = load_task(c, TaskId::parse_field(&id, "id")?)?;
+            let before = task.status;
             claim_loaded(c, &mut task, &ctx.actor, now, ttl)?;
             task.updated_at = now;
             save_task(c, &task, false, false)?;
+            search::reindex(c, &task, false, before != task.status)?;
             append_ledger(c, &ctx, "task.claim", "task", &task.id.to_string(), &task, now)?;
             Ok(Some(task))
         })
@@ -720,14 +730,49 @@ impl Store for SqliteStore {
                 let mut t = load_task(c, TaskId::parse_field(&id, "id")?)?;
                 t.lease = None;
                 t.status = TaskStatus::Open;
+                let before = t.status;
                 t.updated_at = now;
                 save_task(c, &t, false, false)?;
+                search::reindex(c, &t, false, before != t.status)?;
                 append_ledger(c, &ctx, "task.lease_expired", "task", &id, &t, now)?;
                 out.push(t);
             }
             Ok(out)
         })
         .await
+    }
+
+    // ---- search ----
+
+    async fn search_tasks(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let req = req.clone();
+        self.read(move |c| search::search(c, &req)).await
+    }
+
+    async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>> {
+        let f = filter.clone();
+        self.read(move |c| search::with_paths(c, &f, limit)).await
+    }
+
+    async fn pending_embeddings(&self, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
+        let model = model.to_owned();
+        self.read(move |c| search::pending(c, &model, limit)).await
+    }
+
+    async fn put_embeddings(&self, model: &str, items: Vec<Embedded>) -> Result<()> {
+        let model = model.to_owned();
+        self.write(move |c, _| {
+            for e in &items {
+                search::put(c, &model, e.task_id, &e.text_hash, &e.vector)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn task_embedding(&self, id: TaskId, model: &str) -> Result<Option<Vec<f32>>> {
+        let model = model.to_owned();
+        self.read(move |c| search::embedding_of(c, id, &model)).await
     }
 
     // ---- ledger ----

@@ -180,7 +180,8 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     ])
     .map_err(db_err)?;
     write_deps(conn, t)?;
-    write_labels(conn, t)
+    write_labels(conn, t)?;
+    crate::search::index_new(conn, t)
 }
 
 /// Writes back every mutable column of a task.

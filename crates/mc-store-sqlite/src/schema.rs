@@ -6,7 +6,10 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::conn::db_err;
 
 /// (version, name, SQL) in ascending order. Never edit a released migration; add a new one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "search", include_str!("../migrations/0002_search.sql")),
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

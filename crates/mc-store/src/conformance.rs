@@ -11,7 +11,10 @@ use mc_domain::{
     TaskStatus,
 };
 
-use crate::{IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, Store, TaskFilter, TokenRecord, WriteCtx};
+use crate::{
+    Embedded, IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, SearchFilter, SearchRequest, Store, TaskFilter,
+    TokenRecord, VectorQuery, WriteCtx,
+};
 
 /// A fresh store for one test, and whatever keeps it alive (a temp dir, a server).
 pub struct Harness {
@@ -37,7 +40,9 @@ macro_rules! conformance_tests {
             ledger_records_every_mutation_in_a_chain,
             idempotency_keys_replay_the_first_result,
             concurrent_claims_never_double_assign,
-            tokens_resolve_to_principals
+            tokens_resolve_to_principals,
+            search_fuses_text_and_vectors_under_filters,
+            embeddings_follow_the_text_and_the_model
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -507,4 +512,109 @@ pub async fn tokens_resolve_to_principals(s: Arc<dyn Store>, _clock: Arc<ManualC
     assert_eq!(s.principal_for_token("nope").await.expect("lookup"), None);
     let h = s.health().await;
     assert!(h.ok, "{h:?}");
+}
+
+async fn embed_as(s: &dyn Store, model: &str, t: &Task, v: [f32; 4]) {
+    let jobs = s.pending_embeddings(model, 1000).await.expect("pending");
+    let job = jobs.iter().find(|j| j.task_id == t.id).expect("task is pending");
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let vector = v.iter().map(|x| x / norm).collect();
+    s.put_embeddings(model, vec![Embedded { task_id: t.id, text_hash: job.text_hash.clone(), vector }])
+        .await
+        .expect("put");
+}
+
+fn vq(v: [f32; 4]) -> Option<VectorQuery> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    Some(VectorQuery { model: "test/m1".into(), vector: v.iter().map(|x| x / norm).collect() })
+}
+
+pub async fn search_fuses_text_and_vectors_under_filters(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k1 = kluster(s, &m, "K1").await;
+    let k2 = kluster(s, &m, "K2").await;
+    let refund = task(s, k1.id, "Design the refund endpoint", 1, &[]).await;
+    let cache = task(s, k1.id, "Cache catalogue lookups in memory", 2, &[]).await;
+    let flaky = task(s, k2.id, "Stabilise the flaky login test", 2, &[]).await;
+    embed_as(s, "test/m1", &refund, [1.0, 0.0, 0.0, 0.0]).await;
+    embed_as(s, "test/m1", &cache, [0.0, 1.0, 0.0, 0.0]).await;
+    embed_as(s, "test/m1", &flaky, [0.0, 0.0, 1.0, 0.1]).await;
+
+    let q = |text: &str, v: Option<VectorQuery>, filter: SearchFilter| SearchRequest {
+        text: text.into(),
+        vector: v,
+        filter,
+        limit: 10,
+    };
+    // full text alone (stemming: "endpoints" finds "endpoint")
+    let hits = s.search_tasks(&q("refund endpoints", None, SearchFilter::default())).await.expect("search");
+    assert_eq!(hits.first().map(|h| h.task.id), Some(refund.id));
+    assert_eq!(hits[0].text_rank, Some(1));
+    assert!(hits[0].vector_rank.is_none());
+    // vectors alone: nearest first, with the cosine
+    let hits = s.search_tasks(&q("", vq([0.0, 0.1, 1.0, 0.0]), SearchFilter::default())).await.expect("search");
+    assert_eq!(hits.first().map(|h| h.task.id), Some(flaky.id));
+    assert!(hits[0].cosine.expect("cosine") > 0.9);
+    // fused: matched by both indexes ranks first
+    let hits = s.search_tasks(&q("catalogue", vq([0.1, 1.0, 0.0, 0.0]), SearchFilter::default())).await.expect("search");
+    assert_eq!(hits[0].task.id, cache.id);
+    assert!(hits[0].text_rank.is_some() && hits[0].vector_rank.is_some());
+    assert!(hits.iter().skip(1).all(|h| h.score < hits[0].score));
+    // filters apply to both indexes
+    let only_k2 = SearchFilter { kluster_id: Some(k2.id), ..Default::default() };
+    let hits = s.search_tasks(&q("refund", vq([1.0, 0.0, 0.0, 0.0]), only_k2)).await.expect("search");
+    assert!(hits.iter().all(|h| h.task.kluster_id == k2.id), "kluster filter");
+    let ctx = agent("a1");
+    let held = s.claim_task(&ctx, refund.id, TTL).await.expect("claim");
+    s.complete_task(&ctx, refund.id, held.fencing_token).await.expect("done");
+    let live = SearchFilter { statuses: TaskStatus::LIVE.to_vec(), ..Default::default() };
+    let hits = s.search_tasks(&q("refund", vq([1.0, 0.0, 0.0, 0.0]), live)).await.expect("search");
+    assert!(hits.iter().all(|h| h.task.id != refund.id), "done work is filtered out of both indexes");
+    let docs = SearchFilter { labels: vec!["nope".into()], ..Default::default() };
+    assert!(s.search_tasks(&q("refund", vq([1.0, 0.0, 0.0, 0.0]), docs)).await.expect("search").is_empty());
+    // another model's vectors are never compared
+    let other = Some(VectorQuery { model: "test/other".into(), vector: vec![1.0, 0.0, 0.0, 0.0] });
+    assert!(s.search_tasks(&q("", other, SearchFilter::default())).await.expect("search").is_empty());
+    // nothing to search for gives nothing, not an error
+    assert!(s.search_tasks(&q("?!", None, SearchFilter::default())).await.expect("search").is_empty());
+    let with_paths = s.tasks_with_paths(&SearchFilter { mission_id: Some(m.id), ..Default::default() }, 10).await;
+    assert_eq!(with_paths.expect("paths").len(), 3);
+}
+
+pub async fn embeddings_follow_the_text_and_the_model(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let t = task(s, k.id, "Write the parser", 2, &[]).await;
+    let jobs = s.pending_embeddings("test/m1", 10).await.expect("pending");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].text, "Write the parser");
+    embed_as(s, "test/m1", &t, [1.0, 2.0, 3.0, 4.0]).await;
+    assert!(s.pending_embeddings("test/m1", 10).await.expect("pending").is_empty());
+    assert_eq!(s.pending_embeddings("test/m2", 10).await.expect("pending").len(), 1, "another model has no vector");
+    let v = s.task_embedding(t.id, "test/m1").await.expect("get").expect("current vector");
+    assert_eq!(v.len(), 4);
+    // a vector computed for an older text is ignored
+    let old_hash = jobs[0].text_hash.clone();
+    let patch = TaskPatch { title: Some("Write the tokenizer".into()), ..Default::default() };
+    s.update_task(&admin(), t.id, patch, None).await.expect("retitle");
+    assert!(s.task_embedding(t.id, "test/m1").await.expect("get").is_none(), "stale after the text changed");
+    let again = s.pending_embeddings("test/m1", 10).await.expect("pending");
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0].text_hash, old_hash);
+    s.put_embeddings("test/m1", vec![Embedded { task_id: t.id, text_hash: old_hash, vector: vec![0.5; 4] }])
+        .await
+        .expect("stale put is ignored, not an error");
+    assert_eq!(s.pending_embeddings("test/m1", 10).await.expect("pending").len(), 1);
+    let hits = s
+        .search_tasks(&SearchRequest { text: "tokenizer".into(), vector: None, filter: SearchFilter::default(), limit: 5 })
+        .await
+        .expect("search");
+    assert_eq!(hits.first().map(|h| h.task.id), Some(t.id), "the full-text index follows the new title");
+    let hits = s
+        .search_tasks(&SearchRequest { text: "parser".into(), vector: None, filter: SearchFilter::default(), limit: 5 })
+        .await
+        .expect("search");
+    assert!(hits.is_empty(), "the old title is gone from the index");
 }

@@ -99,6 +99,62 @@ pub struct StoreHealth {
     pub detail: String,
 }
 
+/// Filters of a search; empty means "any".
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    pub mission_id: Option<MissionId>,
+    pub kluster_id: Option<KlusterId>,
+    pub statuses: Vec<TaskStatus>,
+    /// Every label listed must be on the task.
+    pub labels: Vec<String>,
+}
+
+/// A query vector and the model that made it (only vectors of the same model are compared).
+#[derive(Debug, Clone)]
+pub struct VectorQuery {
+    pub model: String,
+    pub vector: Vec<f32>,
+}
+
+/// A hybrid search: full-text over `text`, nearest neighbours of `vector`, fused.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    pub text: String,
+    pub vector: Option<VectorQuery>,
+    pub filter: SearchFilter,
+    pub limit: usize,
+}
+
+/// One search result with what made it match.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub task: Task,
+    /// Reciprocal-rank-fusion score (higher is better).
+    pub score: f32,
+    /// Rank (1-based) in the full-text results, if it matched there.
+    pub text_rank: Option<usize>,
+    /// Rank (1-based) in the vector results, if it matched there.
+    pub vector_rank: Option<usize>,
+    /// Cosine similarity to the query vector, if it was compared.
+    pub cosine: Option<f32>,
+}
+
+/// A task whose text has no current vector for a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingJob {
+    pub task_id: TaskId,
+    pub text: String,
+    pub text_hash: String,
+}
+
+/// A computed vector for a task's text.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub task_id: TaskId,
+    pub text_hash: String,
+    pub vector: Vec<f32>,
+}
+
 /// A token as stored: only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -152,6 +208,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn complete_task(&self, ctx: &WriteCtx, id: TaskId, fence: u64) -> Result<Task>;
     /// Reopens up to `limit` tasks whose lease has expired, recording each in the ledger.
     async fn reap_expired_leases(&self, limit: usize) -> Result<Vec<Task>>;
+
+    // ---- search ----
+    /// Hybrid search: full-text and vector results fused by reciprocal rank; at most `limit`.
+    async fn search_tasks(&self, req: &SearchRequest) -> Result<Vec<SearchHit>>;
+    /// Tasks (matching `filter`) that declare paths, newest first: candidates for path overlap.
+    async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>>;
+    /// Up to `limit` tasks whose current text has no vector of `model`.
+    async fn pending_embeddings(&self, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>>;
+    /// Stores vectors of `model`; a vector whose text hash is no longer the task's is ignored.
+    async fn put_embeddings(&self, model: &str, items: Vec<Embedded>) -> Result<()>;
+    /// The stored vector of a task for `model`, if current.
+    async fn task_embedding(&self, id: TaskId, model: &str) -> Result<Option<Vec<f32>>>;
 
     // ---- ledger ----
     async fn list_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>>;

@@ -1,0 +1,68 @@
+//! Measures load time, single-text latency and per-text latency in batches for the local embedders.
+//!
+//! `cargo run --release -p mc-embed --example latency [MODEL_DIR]`: the bundled model always; the MiniLM directory
+//! given as argument or in `MC_TEST_MINILM_DIR`, when there is one.
+
+use std::time::{Duration, Instant};
+
+use mc_embed::{Embedder, MiniLmDirEmbedder, PocketEmbedder};
+
+const SENTENCES: [&str; 8] = [
+    "Fix the flaky login test",
+    "Stabilise the intermittently failing login e2e test",
+    "Translate the billing docs to French",
+    "Add retries with exponential backoff to the webhook sender",
+    "Migrate the ledger table to the new schema and backfill the hash chain",
+    "Remove the deprecated v1 mission endpoints",
+    "Speed up the overlap detector on large klusters",
+    "Write the release notes for 0.3",
+];
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+async fn measure(name: &str, e: &dyn Embedder, load: Duration) {
+    let texts: Vec<String> = SENTENCES.iter().map(|s| s.to_string()).collect();
+    // Warm-up: first call pays for lazy loading (already done) and allocator/thread-pool start-up.
+    e.embed(&texts[..1]).await.expect("warm-up");
+    let mut singles = Vec::new();
+    for i in 0..40 {
+        let text = [texts[i % texts.len()].clone()];
+        let start = Instant::now();
+        e.embed(&text).await.expect("single");
+        singles.push(start.elapsed());
+    }
+    println!("{name}: model id {}, dim {}, load {:.1} ms", e.model_id(), e.dim(), load.as_secs_f64() * 1e3);
+    println!("  single text: median {:.2} ms over 40", median(singles).as_secs_f64() * 1e3);
+    for size in [8usize, 64] {
+        let batch: Vec<String> = (0..size).map(|i| format!("{} (#{i})", texts[i % texts.len()])).collect();
+        let mut per_text = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            e.embed(&batch).await.expect("batch");
+            per_text.push(start.elapsed() / size as u32);
+        }
+        println!("  batch of {size}: median {:.2} ms per text over 5 runs", median(per_text).as_secs_f64() * 1e3);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let pocket = PocketEmbedder::new();
+    let start = Instant::now();
+    pocket.load().await.expect("bundled model");
+    measure("pocket-encoder", &pocket, start.elapsed()).await;
+
+    let dir = std::env::args().nth(1).or_else(|| std::env::var("MC_TEST_MINILM_DIR").ok()).filter(|d| !d.is_empty());
+    match dir {
+        Some(dir) => {
+            let minilm = MiniLmDirEmbedder::new(&dir).expect("model dir");
+            let start = Instant::now();
+            minilm.load().await.expect("load model dir");
+            measure("minilm-dir", &minilm, start.elapsed()).await;
+        }
+        None => println!("minilm-dir: skipped (pass a model directory or set MC_TEST_MINILM_DIR)"),
+    }
+}

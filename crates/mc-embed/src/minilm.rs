@@ -1,0 +1,337 @@
+//! A sentence-transformers BERT model from a local directory (all-MiniLM-L6-v2 and its kin), run with candle.
+//!
+//! The directory holds `config.json` (BERT config), `tokenizer.json` (Hugging Face tokenizer) and
+//! `model.safetensors`. Texts are tokenised with special tokens and truncated to [`MAX_TOKENS`] tokens; batches of
+//! up to [`BATCH`] texts of similar length are padded together, run through the BERT encoder with the attention
+//! mask, mean-pooled over the real tokens and L2-normalised, as sentence-transformers does for these models.
+//!
+//! The constructor only checks the files and reads `config.json`; the tokenizer and the weights (read into memory:
+//! no mmap, the workspace forbids `unsafe`) are loaded once, on first use or with [`MiniLmDirEmbedder::load`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::{EmbedError, Embedder, check_texts, join_error, l2_normalize};
+
+/// Tokens per text, special tokens included (sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2).
+pub const MAX_TOKENS: usize = 256;
+/// Texts per forward pass.
+pub const BATCH: usize = 32;
+
+const FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// An all-MiniLM-L6-v2 style model directory. Cheap to clone; clones share the loaded model.
+#[derive(Clone)]
+pub struct MiniLmDirEmbedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    model_id: String,
+    config: Config,
+    loaded: OnceLock<Result<Loaded, String>>,
+}
+
+struct Loaded {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pad_id: u32,
+}
+
+impl std::fmt::Debug for MiniLmDirEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLmDirEmbedder")
+            .field("dir", &self.inner.dir)
+            .field("model_id", &self.inner.model_id)
+            .field("dim", &self.inner.config.hidden_size)
+            .field("loaded", &matches!(self.inner.loaded.get(), Some(Ok(_))))
+            .finish()
+    }
+}
+
+impl MiniLmDirEmbedder {
+    /// Checks that `dir` holds the three files and that `config.json` is a BERT config. Does not load weights.
+    pub fn new(dir: impl AsRef<Path>) -> Result<Self, EmbedError> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(EmbedError::Invalid(format!("model directory {} does not exist", dir.display())));
+        }
+        let missing: Vec<&str> = FILES.iter().copied().filter(|f| !dir.join(f).is_file()).collect();
+        if !missing.is_empty() {
+            return Err(EmbedError::Invalid(format!(
+                "model directory {} lacks {} (needs config.json, tokenizer.json and model.safetensors)",
+                dir.display(),
+                missing.join(", ")
+            )));
+        }
+        let config_path = dir.join("config.json");
+        let config_text = std::fs::read_to_string(&config_path)
+            .map_err(|e| EmbedError::Invalid(format!("cannot read {}: {e}", config_path.display())))?;
+        let config: Config = serde_json::from_str(&config_text)
+            .map_err(|e| EmbedError::Invalid(format!("{} is not a BERT config: {e}", config_path.display())))?;
+        if config.hidden_size == 0 {
+            return Err(EmbedError::Invalid(format!("{} has hidden_size 0", config_path.display())));
+        }
+        let fingerprint = fingerprint(&dir, &config_text)?;
+        let model_id = format!("minilm-dir/{}@{fingerprint}", display_name(&dir));
+        Ok(Self { inner: Arc::new(Inner { dir, model_id, config, loaded: OnceLock::new() }) })
+    }
+
+    /// The model directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Loads the tokenizer and the weights now, on a blocking thread, instead of on the first `embed`.
+    pub async fn load(&self) -> Result<(), EmbedError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.loaded().map(|_| ())).await.map_err(join_error)?
+    }
+
+    fn loaded(&self) -> Result<&Loaded, EmbedError> {
+        // A failed load is remembered: the files are local, retrying would re-read ~90 MB for the same error.
+        self.inner
+            .loaded
+            .get_or_init(|| load(&self.inner.dir, &self.inner.config))
+            .as_ref()
+            .map_err(|e| EmbedError::Invalid(e.clone()))
+    }
+
+    fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let loaded = self.loaded()?;
+        let mut encoded = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let enc = loaded
+                .tokenizer
+                .encode(text.as_str(), true)
+                .map_err(|e| EmbedError::Invalid(format!("tokenizing text {i}: {e}")))?;
+            encoded.push((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()));
+        }
+        // Longest first, so each batch pads to a similar length; results go back to input order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].0.len()));
+        let mut out = vec![Vec::new(); texts.len()];
+        for batch in order.chunks(BATCH) {
+            let rows: Vec<(&[u32], &[u32])> =
+                batch.iter().map(|&i| (encoded[i].0.as_slice(), encoded[i].1.as_slice())).collect();
+            let vectors = forward(loaded, &rows)
+                .map_err(|e| EmbedError::Invalid(format!("model {}: inference failed: {e}", self.inner.model_id)))?;
+            for (&i, mut v) in batch.iter().zip(vectors) {
+                if !l2_normalize(&mut v) {
+                    return Err(EmbedError::Invalid(format!(
+                        "model {} gave a zero vector for text {i}",
+                        self.inner.model_id
+                    )));
+                }
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn load(dir: &Path, config: &Config) -> Result<Loaded, String> {
+    let tokenizer_path = dir.join("tokenizer.json");
+    let mut tokenizer =
+        Tokenizer::from_file(&tokenizer_path).map_err(|e| format!("cannot load {}: {e}", tokenizer_path.display()))?;
+    let pad_id = tokenizer.get_padding().map_or(config.pad_token_id as u32, |p| p.pad_id);
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+        .map_err(|e| format!("cannot configure truncation: {e}"))?;
+    let weights_path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&weights_path).map_err(|e| format!("cannot read {}: {e}", weights_path.display()))?;
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
+        .map_err(|e| format!("{} is not a safetensors file: {e}", weights_path.display()))?;
+    let model = BertModel::load(vb, config)
+        .map_err(|e| format!("{} does not match config.json: {e}", weights_path.display()))?;
+    Ok(Loaded { model, tokenizer, pad_id })
+}
+
+/// One forward pass over `rows` (token ids, type ids), padded to the longest; returns mean-pooled vectors.
+fn forward(loaded: &Loaded, rows: &[(&[u32], &[u32])]) -> candle_core::Result<Vec<Vec<f32>>> {
+    let len = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let mut ids = vec![loaded.pad_id; rows.len() * len];
+    let mut types = vec![0u32; rows.len() * len];
+    let mut mask = vec![0u32; rows.len() * len];
+    for (r, (row_ids, row_types)) in rows.iter().enumerate() {
+        let start = r * len;
+        ids[start..start + row_ids.len()].copy_from_slice(row_ids);
+        types[start..start + row_types.len()].copy_from_slice(row_types);
+        mask[start..start + row_ids.len()].fill(1);
+    }
+    let shape = (rows.len(), len);
+    let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
+    let types = Tensor::from_vec(types, shape, &Device::Cpu)?;
+    let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
+    let hidden = loaded.model.forward(&ids, &types, Some(&mask))?; // (batch, len, hidden)
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (batch, hidden)
+    let counts = mask.sum(1)?; // (batch, 1); at least 2 ([CLS] and [SEP])
+    summed.broadcast_div(&counts)?.to_vec2::<f32>()
+}
+
+/// Directory name for the model id; a generic last component such as `model` is qualified by its parent.
+fn display_name(dir: &Path) -> String {
+    let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match name(&dir) {
+        Some(last) if matches!(last.to_ascii_lowercase().as_str(), "model" | "models" | "weights") => {
+            match dir.parent().and_then(name) {
+                Some(parent) => format!("{parent}/{last}"),
+                None => last,
+            }
+        }
+        Some(last) => last,
+        None => "unnamed".to_owned(),
+    }
+}
+
+/// 32-bit hex fingerprint of the model: `config.json`, the weights' size and three 64 KiB samples of the weights
+/// (start, middle, end). Cheap (no full read) and different for a fine-tuned or re-exported model in a same-named
+/// directory, so its vectors are never mixed with the old ones.
+fn fingerprint(dir: &Path, config_text: &str) -> Result<String, EmbedError> {
+    use std::io::{Read, Seek, SeekFrom};
+    const SAMPLE: u64 = 64 * 1024;
+    let path = dir.join("model.safetensors");
+    let invalid = |e: std::io::Error| EmbedError::Invalid(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::File::open(&path).map_err(invalid)?;
+    let size = file.metadata().map_err(invalid)?.len();
+    let mut h = Fnv::default();
+    h.write(config_text.as_bytes());
+    h.write(&size.to_le_bytes());
+    let mut buf = Vec::with_capacity(SAMPLE as usize);
+    for offset in [0, (size / 2).saturating_sub(SAMPLE / 2), size.saturating_sub(SAMPLE)] {
+        file.seek(SeekFrom::Start(offset)).map_err(invalid)?;
+        buf.clear();
+        file.by_ref().take(SAMPLE).read_to_end(&mut buf).map_err(invalid)?;
+        h.write(&buf);
+    }
+    Ok(format!("{:08x}", (h.0 ^ (h.0 >> 32)) as u32))
+}
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for MiniLmDirEmbedder {
+    fn model_id(&self) -> &str {
+        &self.inner.model_id
+    }
+
+    fn dim(&self) -> usize {
+        self.inner.config.hidden_size
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        check_texts(texts)?;
+        let this = self.clone();
+        let texts = texts.to_vec();
+        tokio::task::spawn_blocking(move || this.embed_blocking(&texts)).await.map_err(join_error)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12,
+        "intermediate_size": 1536, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "max_position_embeddings": 512,
+        "type_vocab_size": 2, "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+        "model_type": "bert"}"#;
+
+    fn dir_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write");
+        }
+        dir
+    }
+
+    fn invalid_message(r: Result<MiniLmDirEmbedder, EmbedError>) -> String {
+        match r {
+            Err(EmbedError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_directory_is_invalid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = invalid_message(MiniLmDirEmbedder::new(dir.path().join("nope")));
+        assert!(m.contains("does not exist"), "{m}");
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let dir = dir_with(&[("config.json", CONFIG.as_bytes())]);
+        let m = invalid_message(MiniLmDirEmbedder::new(dir.path()));
+        assert!(m.contains("tokenizer.json, model.safetensors"), "{m}");
+        assert!(!m.contains("lacks config.json"), "{m}");
+    }
+
+    #[test]
+    fn bad_config_is_invalid() {
+        let dir = dir_with(&[
+            ("config.json", b"{\"hidden_size\": 384}"),
+            ("tokenizer.json", b"{}"),
+            ("model.safetensors", b"x"),
+        ]);
+        let m = invalid_message(MiniLmDirEmbedder::new(dir.path()));
+        assert!(m.contains("not a BERT config"), "{m}");
+    }
+
+    #[tokio::test]
+    async fn corrupt_files_fail_on_load_not_on_construction() {
+        let dir =
+            dir_with(&[("config.json", CONFIG.as_bytes()), ("tokenizer.json", b"{}"), ("model.safetensors", b"x")]);
+        let e = MiniLmDirEmbedder::new(dir.path()).expect("files present and config valid");
+        assert_eq!(e.dim(), 384);
+        assert!(e.model_id().starts_with("minilm-dir/"), "{}", e.model_id());
+        let err = e.embed(&["hello".to_owned()]).await.expect_err("corrupt tokenizer must fail");
+        assert!(matches!(&err, EmbedError::Invalid(m) if m.contains("tokenizer.json")), "{err}");
+        // The failure is remembered and reported again.
+        assert!(matches!(e.load().await, Err(EmbedError::Invalid(_))));
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_weights_and_names_are_qualified() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("some-pack").join("model");
+        std::fs::create_dir_all(&model).expect("mkdir");
+        std::fs::write(model.join("config.json"), CONFIG).expect("write");
+        std::fs::write(model.join("tokenizer.json"), "{}").expect("write");
+        std::fs::write(model.join("model.safetensors"), vec![1u8; 200_000]).expect("write");
+        let a = MiniLmDirEmbedder::new(&model).expect("valid");
+        assert!(a.model_id().starts_with("minilm-dir/some-pack/model@"), "{}", a.model_id());
+        assert_eq!(a.model_id(), MiniLmDirEmbedder::new(&model).expect("valid").model_id());
+        let mut weights = vec![1u8; 200_000];
+        weights[100_000] = 2;
+        std::fs::write(model.join("model.safetensors"), weights).expect("write");
+        let b = MiniLmDirEmbedder::new(&model).expect("valid");
+        assert_ne!(a.model_id(), b.model_id());
+    }
+}

@@ -1,0 +1,13 @@
+//! Overlap detection without I/O: what makes two pieces of work the same (`duplicate`), merely
+//! near each other (`related`), or unrelated. Signals: embedding cosines (computed elsewhere and
+//! passed in), rarity-weighted lexical overlap, what differs between the two texts (a swapped
+//! environment, service, language, provider, version or endpoint is a different object), and
+//! whether their declared path globs can match a common file (exactly).
+
+pub mod features;
+pub mod glob;
+pub mod model;
+pub mod text;
+
+pub use features::{ItemText, PairFeatures, PathRelation, path_relation};
+pub use model::{Relation, ScorerModel, Verdict, shipped_for};

@@ -1,0 +1,345 @@
+//! Text normalisation for overlap detection: tokens, light stemming, abbreviations, how generic a
+//! word is (rarity weight), and the "slot" categories whose swap makes a different object
+//! (staging vs production, Redis vs Kafka, French vs Italian...).
+
+use std::collections::BTreeSet;
+
+/// Words that carry no meaning for overlap.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "to", "for", "of", "in", "on", "with", "and", "or", "by", "from", "at", "as", "is", "are", "be",
+    "so", "that", "this", "these", "those", "it", "its", "into", "onto", "when", "every", "any", "all", "per", "via",
+    "our", "we", "us", "you", "your", "should", "can", "could", "would", "will", "must", "need", "needs", "also",
+    "than", "then", "there", "their", "them", "they", "which", "who", "what", "how", "why", "where", "if", "else",
+    "not", "no", "do", "does", "did", "has", "have", "had", "was", "were", "been", "being", "up", "out", "over",
+    "under", "about", "after", "before", "between", "instead", "only", "just", "some", "more", "most", "other",
+    "each", "both", "one", "own", "same", "such", "too", "very", "it's", "don't", "doesn't", "can't", "won't",
+    "etc", "e.g", "i.e", "via", "within", "without", "across", "throughout", "whenever", "again", "still", "yet",
+];
+
+/// Common verbs and nouns of task titles: they say little about *which* work it is, so they weigh
+/// less in lexical overlap and are not counted as a swapped object.
+const GENERIC: &[&str] = &[
+    "add", "fix", "update", "create", "make", "implement", "support", "improve", "write", "set", "use", "remove",
+    "enable", "allow", "handle", "build", "change", "move", "get", "let", "keep", "run", "check", "ensure", "new",
+    "old", "issue", "bug", "task", "work", "feature", "code", "page", "file", "files", "user", "users", "api",
+    "service", "data", "test", "tests", "error", "errors", "current", "existing", "proper", "properly", "correct",
+    "correctly", "better", "way", "thing", "stuff", "start", "stop", "show", "display", "appear", "happen",
+    "happens", "instead", "want", "wants", "able", "possible", "sure", "clean", "tidy", "investigate", "look",
+    "into", "small", "large", "simple", "basic", "initial", "first", "last", "next", "default", "option", "options",
+    "flow", "part", "step", "steps", "level", "type", "types", "value", "values", "list", "item", "items",
+];
+
+/// Abbreviations and synonyms folded to one spelling.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("k8s", "kubernetes"),
+    ("kube", "kubernetes"),
+    ("db", "database"),
+    ("dbs", "database"),
+    ("docs", "documentation"),
+    ("doc", "documentation"),
+    ("auth", "authentication"),
+    ("authn", "authentication"),
+    ("authz", "authorization"),
+    ("repo", "repository"),
+    ("repos", "repository"),
+    ("config", "configuration"),
+    ("configs", "configuration"),
+    ("env", "environment"),
+    ("envs", "environment"),
+    ("prod", "production"),
+    ("stg", "staging"),
+    ("e2e", "end-to-end"),
+    ("i18n", "internationalization"),
+    ("internationalise", "internationalization"),
+    ("internationalize", "internationalization"),
+    ("l10n", "localization"),
+    ("localise", "localization"),
+    ("localize", "localization"),
+    ("ui", "interface"),
+    ("gui", "interface"),
+    ("msg", "message"),
+    ("msgs", "message"),
+    ("perf", "performance"),
+    ("img", "image"),
+    ("imgs", "image"),
+    ("pic", "photo"),
+    ("picture", "photo"),
+    ("avatar", "photo"),
+    ("app", "application"),
+    ("apps", "application"),
+    ("js", "javascript"),
+    ("ts", "typescript"),
+    ("py", "python"),
+    ("gh", "github"),
+    ("tf", "terraform"),
+    ("infra", "infrastructure"),
+    ("deps", "dependency"),
+    ("dep", "dependency"),
+    ("dependencies", "dependency"),
+    ("pr", "pull-request"),
+    ("prs", "pull-request"),
+    ("ttl", "time-to-live"),
+    ("telephone", "phone"),
+    ("hyperlink", "link"),
+    ("hyperlinks", "link"),
+    ("url", "link"),
+    ("urls", "link"),
+    ("postgresql", "postgres"),
+    ("pg", "postgres"),
+    ("mongo", "mongodb"),
+    ("es", "elasticsearch"),
+    ("gcp", "google-cloud"),
+    ("mfa", "two-factor"),
+    ("2fa", "two-factor"),
+    ("sso", "single-sign-on"),
+    ("stylesheet", "css"),
+    ("stylesheets", "css"),
+    ("fe", "frontend"),
+    ("be", "backend"),
+    ("svc", "service"),
+    ("ci/cd", "ci"),
+    ("deploy", "deployment"),
+    ("deploys", "deployment"),
+    ("rollout", "deployment"),
+    ("rollouts", "deployment"),
+    ("crash", "crash"),
+    ("crashes", "crash"),
+    ("panicking", "crash"),
+    ("panic", "crash"),
+    ("dies", "crash"),
+    ("remove", "delete"),
+    ("removal", "delete"),
+    ("edit", "update"),
+    ("modify", "update"),
+    ("catalog", "catalogue"),
+];
+
+/// Slot categories: swapping one member for another names a different object.
+const SLOTS: &[(&str, &[&str])] = &[
+    (
+        "environment",
+        &[
+            "dev", "development", "staging", "production", "preprod", "pre-production", "qa", "sandbox", "uat",
+            "canary", "local", "integration", "demo", "test-env",
+        ],
+    ),
+    (
+        "language",
+        &[
+            "english", "french", "german", "italian", "spanish", "portuguese", "japanese", "chinese", "korean",
+            "dutch", "polish", "russian", "arabic", "hindi", "swedish", "norwegian", "danish", "finnish", "turkish",
+            "greek", "czech", "hebrew", "thai", "vietnamese", "indonesian", "ukrainian", "romanian", "hungarian",
+        ],
+    ),
+    (
+        "market",
+        &[
+            "indian", "mexican", "brazilian", "canadian", "australian", "british", "american", "european", "us",
+            "eu", "uk", "apac", "emea", "latam", "india", "mexico", "brazil", "canada", "australia", "germany",
+            "france", "japan", "china", "spain", "italy",
+        ],
+    ),
+    (
+        "cloud",
+        &[
+            "aws", "azure", "google-cloud", "gcs", "s3", "cloudflare", "digitalocean", "heroku", "vercel", "netlify",
+            "fly", "linode", "hetzner", "oci", "ibm", "alibaba",
+        ],
+    ),
+    (
+        "vendor",
+        &[
+            "stripe", "paypal", "adyen", "braintree", "twilio", "sendgrid", "mailgun", "postmark", "github", "gitlab",
+            "bitbucket", "okta", "auth0", "azure-ad", "keycloak", "slack", "teams", "discord", "jira", "linear",
+            "zendesk", "intercom", "segment", "mixpanel", "amplitude", "datadog", "sentry", "pagerduty", "opsgenie",
+            "newrelic", "honeycomb", "google", "apple", "facebook", "microsoft", "salesforce", "hubspot", "shopify",
+        ],
+    ),
+    (
+        "platform",
+        &[
+            "ios", "android", "windows", "macos", "linux", "web", "desktop", "mobile", "iphone", "ipad", "chrome",
+            "firefox", "safari", "edge", "arm64", "x86", "amd64", "tablet", "watch", "tv",
+        ],
+    ),
+    (
+        "technology",
+        &[
+            "redis", "kafka", "postgres", "mysql", "mariadb", "mongodb", "cockroachdb", "elasticsearch",
+            "opensearch", "rabbitmq", "nats", "sqs", "sns", "dynamodb", "cassandra", "clickhouse", "snowflake",
+            "bigquery", "redshift", "airflow", "dagster", "prefect", "spark", "flink", "grafana", "prometheus",
+            "loki", "tempo", "jaeger", "nginx", "envoy", "istio", "linkerd", "helm", "terraform", "pulumi", "ansible",
+            "docker", "podman", "kubernetes", "nomad", "memcached", "valkey", "dragonfly", "sqlite", "duckdb",
+            "react", "vue", "angular", "svelte", "django", "rails", "flask", "fastapi", "express", "spring", "node",
+            "deno", "bun", "python", "ruby", "go", "golang", "rust", "java", "kotlin", "swift", "scala", "php",
+            "typescript", "javascript", "graphql", "grpc", "rest", "websocket", "mqtt", "celery", "sidekiq",
+            "webpack", "vite", "jest", "pytest", "cypress", "playwright", "selenium", "vitest", "gradle", "maven",
+            "npm", "yarn", "pnpm", "pip", "poetry", "cargo", "onnx", "pytorch", "tensorflow", "torchscript",
+        ],
+    ),
+    (
+        "currency",
+        &[
+            "usd", "eur", "gbp", "jpy", "chf", "yen", "franc", "francs", "euro", "euros", "dollar", "dollars",
+            "pound", "pounds", "rupee", "rupees", "peso", "pesos", "real", "reais", "yuan",
+        ],
+    ),
+    (
+        "operation",
+        &[
+            "create", "delete", "list", "read", "write", "rollback", "roll", "undo",
+            "merge", "split", "export", "import", "sort", "sorting", "filter", "filtering", "search", "upload",
+            "download", "archive", "restore", "backup", "enable", "disable", "encrypt", "decrypt", "approve",
+            "reject", "publish", "unpublish", "subscribe", "unsubscribe", "pause", "resume", "retry", "cancel",
+            "clone", "rename", "resize", "resizing", "scale", "migrate",
+        ],
+    ),
+];
+
+/// A normalised token, with its original spelling kept for explanations.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Token {
+    pub norm: String,
+    pub original: String,
+}
+
+fn stem(word: &str) -> String {
+    let w = word;
+    let n = w.chars().count();
+    if w.chars().any(|c| c.is_ascii_digit()) || w.starts_with('/') || n <= 3 {
+        return w.to_owned();
+    }
+    for (suffix, replacement, min) in [
+        ("ies", "y", 5),
+        ("sses", "ss", 5),
+        ("ing", "", 6),
+        ("ised", "ize", 6),
+        ("ized", "ize", 6),
+        ("ise", "ize", 5),
+        ("ed", "", 5),
+        ("es", "", 6),
+        ("s", "", 4),
+    ] {
+        if n >= min && w.ends_with(suffix) && !(suffix == "s" && (w.ends_with("ss") || w.ends_with("us"))) {
+            let base = &w[..w.len() - suffix.len()];
+            return format!("{base}{replacement}");
+        }
+    }
+    w.to_owned()
+}
+
+fn fold(raw: &str) -> String {
+    let lower = raw.to_lowercase();
+    if let Some((_, to)) = SYNONYMS.iter().find(|(from, _)| *from == lower) {
+        return (*to).to_owned();
+    }
+    let s = stem(&lower);
+    SYNONYMS.iter().find(|(from, _)| *from == s).map(|(_, to)| (*to).to_owned()).unwrap_or(s)
+}
+
+/// Splits text into content tokens: lower-cased, stopwords dropped, synonyms folded, lightly
+/// stemmed. Versions (`3.11`), endpoints (`/login`) and hyphenated names (`auth-service`) stay
+/// whole.
+pub fn tokens(text: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let flush = |cur: &mut String, out: &mut Vec<Token>| {
+        let t = cur.trim_matches(|c: char| c == '.' || c == '-' || c == '\'' || c == '_').to_owned();
+        cur.clear();
+        if t.is_empty() || (t.len() == 1 && !t.chars().all(|c| c.is_ascii_digit())) {
+            return;
+        }
+        let lower = t.to_lowercase();
+        if STOPWORDS.contains(&lower.as_str()) {
+            return;
+        }
+        let known = SYNONYMS.iter().any(|(from, _)| *from == lower) || slot(&lower).is_some();
+        if !known && !lower.starts_with('/') && lower.contains(['-', '_']) {
+            // compounds count by their parts: `auth-service` vs `cart-service` differ in one part
+            for part in t.split(['-', '_']).filter(|p| p.len() > 1 || p.chars().all(|c| c.is_ascii_digit())) {
+                if !STOPWORDS.contains(&part.to_lowercase().as_str()) {
+                    out.push(Token { norm: fold(part), original: part.to_owned() });
+                }
+            }
+            return;
+        }
+        out.push(Token { norm: fold(&t), original: t });
+    };
+    for (i, &c) in chars.iter().enumerate() {
+        let next = chars.get(i + 1).copied().unwrap_or(' ');
+        let keep = c.is_alphanumeric()
+            || ((c == '-' || c == '_' || c == '\'') && !cur.is_empty() && next.is_alphanumeric())
+            || (c == '.' && !cur.is_empty() && next.is_ascii_digit())
+            || (c == '/' && (cur.is_empty() || cur.starts_with('/')) && next.is_alphanumeric());
+        if keep {
+            cur.push(c);
+        } else {
+            flush(&mut cur, &mut out);
+        }
+    }
+    flush(&mut cur, &mut out);
+    out
+}
+
+/// How much a token says about which work it is: generic task words weigh little.
+pub fn weight(norm: &str) -> f32 {
+    if GENERIC.contains(&norm) {
+        0.25
+    } else if norm.chars().count() <= 2 && !norm.chars().any(|c| c.is_ascii_digit()) {
+        0.5
+    } else {
+        1.0
+    }
+}
+
+/// Whether a token is generic (does not name an object).
+pub fn is_generic(norm: &str) -> bool {
+    GENERIC.contains(&norm)
+}
+
+/// The slot category of a token, if it names one member of a family of interchangeable objects.
+pub fn slot(norm: &str) -> Option<&'static str> {
+    if norm.starts_with('/') {
+        return Some("endpoint");
+    }
+    let digits = norm.trim_start_matches('v');
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Some("version");
+    }
+    SLOTS.iter().find(|(_, members)| members.contains(&norm)).map(|(name, _)| *name)
+}
+
+/// The set of normalised tokens.
+pub fn norm_set(tokens: &[Token]) -> BTreeSet<String> {
+    tokens.iter().map(|t| t.norm.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norms(s: &str) -> Vec<String> {
+        tokens(s).into_iter().map(|t| t.norm).collect()
+    }
+
+    #[test]
+    fn tokens_keep_versions_endpoints_and_names() {
+        assert_eq!(norms("Upgrade the pipeline to Python 3.11"), vec!["upgrade", "pipeline", "python", "3.11"]);
+        assert_eq!(norms("Rate-limit POST /login per IP"), vec!["rate", "limit", "post", "/login", "ip"]);
+        assert_eq!(norms("Deploy auth-service to k8s"), vec!["deployment", "authentication", "service", "kubernetes"]);
+        assert_eq!(norms("Fixing broken links in the docs"), vec!["fix", "broken", "link", "documentation"]);
+    }
+
+    #[test]
+    fn slots_and_weights() {
+        assert_eq!(slot("staging"), Some("environment"));
+        assert_eq!(slot("production"), Some("environment"));
+        assert_eq!(slot("3.12"), Some("version"));
+        assert_eq!(slot("v2"), Some("version"));
+        assert_eq!(slot("/orders"), Some("endpoint"));
+        assert_eq!(slot("redis"), Some("technology"));
+        assert_eq!(slot("parser"), None);
+        assert!(weight("add") < weight("parser"));
+    }
+}

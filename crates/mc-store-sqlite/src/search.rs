@@ -1,0 +1,359 @@
+//! Search indexes on the embedded profile: FTS5 for full text, sqlite-vec `vec0` tables for
+//! vectors (one per dimension, partitioned by mission, with kluster, status and model as
+//! metadata filtered during the KNN scan), and the reciprocal-rank fusion of both.
+
+use std::collections::HashMap;
+use std::sync::Once;
+
+use mc_domain::ledger::sha256_hex;
+use mc_domain::{Error, Result, Task, TaskId};
+use mc_store::{EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::conn::db_err;
+use crate::rows::{TASK_COLUMNS, load_task, task_from_row};
+
+/// Reciprocal-rank-fusion constant (the usual 60).
+const RRF_K: f32 = 60.0;
+/// Candidates taken from each index before fusion, per requested result.
+const OVERSAMPLE: usize = 4;
+
+/// Makes sqlite-vec available on every connection opened afterwards (process-wide, once).
+#[allow(unsafe_code)]
+pub(crate) fn register_sqlite_vec() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_vec_init` is the extension's entry point with the signature SQLite
+        // expects of an auto-extension; it is linked statically into this binary next to the
+        // bundled SQLite, and registration happens once before connections are opened.
+        unsafe {
+            rusqlite::ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
+                *const (),
+                unsafe extern "C" fn(
+                    *mut rusqlite::ffi::sqlite3,
+                    *mut *mut std::os::raw::c_char,
+                    *const rusqlite::ffi::sqlite3_api_routines,
+                ) -> std::os::raw::c_int,
+            >(sqlite_vec::sqlite3_vec_init as *const ())));
+        }
+    });
+}
+
+fn vec_table(dim: usize) -> String {
+    format!("task_vec_{dim}")
+}
+
+fn ensure_vec_table(c: &Connection, dim: usize) -> Result<()> {
+    if dim == 0 || dim > 8192 {
+        return Err(Error::validation("vector", format!("dimension {dim} is not supported")));
+    }
+    c.execute_batch(&format!(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS {} USING vec0(doc_id integer primary key, \
+         embedding float[{dim}] distance_metric=cosine, mission_id text partition key, \
+         kluster_id text, status text, model text)",
+        vec_table(dim)
+    ))
+    .map_err(db_err)
+}
+
+fn vec_tables(c: &Connection) -> Result<Vec<usize>> {
+    let mut st = c
+        .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'task_vec_[0-9]*' AND name NOT GLOB '*_*_*_*'")
+        .map_err(db_err)?;
+    let names = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    Ok(names.iter().filter_map(|n| n.strip_prefix("task_vec_")?.parse().ok()).collect())
+}
+
+fn blob(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn unblob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// The search document id of a task.
+pub(crate) fn doc_id(c: &Connection, task: TaskId) -> Result<Option<i64>> {
+    c.prepare_cached("SELECT doc_id FROM search_docs WHERE task_id = ?1")
+        .map_err(db_err)?
+        .query_row([task.to_string()], |r| r.get(0))
+        .optional()
+        .map_err(db_err)
+}
+
+/// Indexes a new task for full text.
+pub(crate) fn index_new(c: &Connection, t: &Task) -> Result<()> {
+    c.prepare_cached("INSERT INTO search_docs (task_id) VALUES (?1)")
+        .map_err(db_err)?
+        .execute([t.id.to_string()])
+        .map_err(db_err)?;
+    let id = c.last_insert_rowid();
+    insert_fts(c, id, t)
+}
+
+fn insert_fts(c: &Connection, doc: i64, t: &Task) -> Result<()> {
+    c.prepare_cached("INSERT INTO task_fts (rowid, title, description, labels) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(db_err)?
+        .execute(params![doc, t.title, t.description, t.labels.join(" ")])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Re-indexes a changed task: text for full text, status for the vector metadata.
+pub(crate) fn reindex(c: &Connection, t: &Task, text_changed: bool, status_changed: bool) -> Result<()> {
+    let Some(doc) = doc_id(c, t.id)? else { return index_new(c, t) };
+    if text_changed {
+        c.prepare_cached("DELETE FROM task_fts WHERE rowid = ?1").map_err(db_err)?.execute([doc]).map_err(db_err)?;
+        insert_fts(c, doc, t)?;
+    }
+    if status_changed {
+        let dims: Vec<i64> = c
+            .prepare_cached("SELECT DISTINCT dim FROM task_embeddings WHERE task_id = ?1")
+            .map_err(db_err)?
+            .query_map([t.id.to_string()], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        for dim in dims {
+            c.execute(
+                &format!("UPDATE {} SET status = ?1 WHERE doc_id = ?2", vec_table(dim as usize)),
+                params![t.status.as_str(), doc],
+            )
+            .map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Hash of the text a vector was made from.
+pub(crate) fn text_hash(text: &str) -> String {
+    sha256_hex(text.as_bytes())
+}
+
+pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS}, e.text_hash FROM tasks LEFT JOIN task_embeddings e \
+             ON e.task_id = tasks.id AND e.model = ?1 ORDER BY tasks.id DESC"
+        ))
+        .map_err(db_err)?;
+    let mut rows = st.query([model]).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let t = task_from_row(r).map_err(db_err)?;
+        let have: Option<String> = r.get(17).map_err(db_err)?;
+        let text = t.embedding_text();
+        let hash = text_hash(&text);
+        if have.as_deref() != Some(hash.as_str()) {
+            out.push(EmbeddingJob { task_id: t.id, text, text_hash: hash });
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector: &[f32]) -> Result<()> {
+    let t = match load_task(c, task) {
+        Ok(t) => t,
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if text_hash(&t.embedding_text()) != hash {
+        return Ok(()); // the text changed since; the worker will embed the new one
+    }
+    let dim = vector.len();
+    ensure_vec_table(c, dim)?;
+    let doc = match doc_id(c, task)? {
+        Some(d) => d,
+        None => {
+            index_new(c, &t)?;
+            c.last_insert_rowid()
+        }
+    };
+    // a task has one vector per model; drop any other dimension it had for this model
+    let old_dims: Vec<i64> = c
+        .prepare_cached("SELECT dim FROM task_embeddings WHERE task_id = ?1 AND model = ?2")
+        .map_err(db_err)?
+        .query_map(params![task.to_string(), model], |r| r.get(0))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    for d in old_dims {
+        c.execute(&format!("DELETE FROM {} WHERE doc_id = ?1 AND model = ?2", vec_table(d as usize)), params![doc, model])
+            .map_err(db_err)?;
+    }
+    c.execute(
+        &format!(
+            "INSERT INTO {} (doc_id, embedding, mission_id, kluster_id, status, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            vec_table(dim)
+        ),
+        params![doc, blob(vector), t.mission_id.to_string(), t.kluster_id.to_string(), t.status.as_str(), model],
+    )
+    .map_err(db_err)?;
+    c.prepare_cached(
+        "INSERT INTO task_embeddings (task_id, model, text_hash, dim) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (task_id, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim",
+    )
+    .map_err(db_err)?
+    .execute(params![task.to_string(), model, hash, dim as i64])
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn embedding_of(c: &Connection, task: TaskId, model: &str) -> Result<Option<Vec<f32>>> {
+    let row: Option<(String, i64)> = c
+        .prepare_cached("SELECT text_hash, dim FROM task_embeddings WHERE task_id = ?1 AND model = ?2")
+        .map_err(db_err)?
+        .query_row(params![task.to_string(), model], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db_err)?;
+    let Some((hash, dim)) = row else { return Ok(None) };
+    let t = load_task(c, task)?;
+    if text_hash(&t.embedding_text()) != hash {
+        return Ok(None);
+    }
+    let Some(doc) = doc_id(c, task)? else { return Ok(None) };
+    let b: Option<Vec<u8>> = c
+        .query_row(&format!("SELECT embedding FROM {} WHERE doc_id = ?1", vec_table(dim as usize)), [doc], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    Ok(b.map(|b| unblob(&b)))
+}
+
+/// Turns free text into an FTS5 query: every word quoted, OR-ed (ranking does the rest).
+pub fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .take(32)
+        .map(|w| format!("\"{}\"", w.to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" OR "))
+}
+
+fn filter_sql(f: &SearchFilter, sql: &mut String, args: &mut Vec<Value>) {
+    if let Some(m) = f.mission_id {
+        sql.push_str(" AND t.mission_id = ?");
+        args.push(Value::Text(m.to_string()));
+    }
+    if let Some(k) = f.kluster_id {
+        sql.push_str(" AND t.kluster_id = ?");
+        args.push(Value::Text(k.to_string()));
+    }
+    if !f.statuses.is_empty() {
+        sql.push_str(&format!(" AND t.status IN ({})", vec!["?"; f.statuses.len()].join(", ")));
+        args.extend(f.statuses.iter().map(|s| Value::Text(s.as_str().to_owned())));
+    }
+    for l in &f.labels {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM task_labels l WHERE l.label = ? AND l.task_id = t.id)");
+        args.push(Value::Text(l.trim().to_lowercase()));
+    }
+}
+
+fn prefixed() -> String {
+    TASK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Full-text candidates, best first.
+fn text_candidates(c: &Connection, q: &str, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
+    let mut sql = format!(
+        "SELECT {} FROM task_fts JOIN search_docs d ON d.doc_id = task_fts.rowid JOIN tasks t ON t.id = d.task_id \
+         WHERE task_fts MATCH ?",
+        prefixed()
+    );
+    let mut args = vec![Value::Text(q.to_owned())];
+    filter_sql(f, &mut sql, &mut args);
+    sql.push_str(" ORDER BY bm25(task_fts) LIMIT ?");
+    args.push(Value::Integer(n as i64));
+    let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+    st.query_map(params_from_iter(args), task_from_row)
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)
+}
+
+/// Vector candidates, nearest first, with their cosine similarity.
+fn vector_candidates(c: &Connection, model: &str, v: &[f32], f: &SearchFilter, n: usize) -> Result<Vec<(Task, f32)>> {
+    if !vec_tables(c)?.contains(&v.len()) {
+        return Ok(vec![]);
+    }
+    let mut sql = format!(
+        "SELECT {}, knn.distance FROM (SELECT doc_id, distance FROM {} WHERE embedding MATCH ? AND k = ? AND model = ?",
+        prefixed(),
+        vec_table(v.len())
+    );
+    let mut args = vec![Value::Blob(blob(v)), Value::Integer(n as i64), Value::Text(model.to_owned())];
+    if let Some(m) = f.mission_id {
+        sql.push_str(" AND mission_id = ?");
+        args.push(Value::Text(m.to_string()));
+    }
+    if let Some(k) = f.kluster_id {
+        sql.push_str(" AND kluster_id = ?");
+        args.push(Value::Text(k.to_string()));
+    }
+    if !f.statuses.is_empty() {
+        sql.push_str(&format!(" AND status IN ({})", vec!["?"; f.statuses.len()].join(", ")));
+        args.extend(f.statuses.iter().map(|s| Value::Text(s.as_str().to_owned())));
+    }
+    sql.push_str(") knn JOIN search_docs d ON d.doc_id = knn.doc_id JOIN tasks t ON t.id = d.task_id WHERE 1 = 1");
+    let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
+    filter_sql(&label_filter, &mut sql, &mut args);
+    sql.push_str(" ORDER BY knn.distance");
+    let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+    st.query_map(params_from_iter(args), |r| Ok((task_from_row(r)?, 1.0 - r.get::<_, f64>(17)? as f32)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)
+}
+
+pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+    let n = (req.limit * OVERSAMPLE).clamp(20, 400);
+    let text = match fts_query(&req.text) {
+        Some(q) => text_candidates(c, &q, &req.filter, n)?,
+        None => vec![],
+    };
+    let vector = match &req.vector {
+        Some(v) => vector_candidates(c, &v.model, &v.vector, &req.filter, n)?,
+        None => vec![],
+    };
+    let mut hits: HashMap<TaskId, SearchHit> = HashMap::new();
+    for (i, t) in text.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.insert(t.id, SearchHit { task: t, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
+    }
+    for (i, (t, cos)) in vector.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.entry(t.id)
+            .and_modify(|h| {
+                h.score += score;
+                h.vector_rank = Some(i + 1);
+                h.cosine = Some(cos);
+            })
+            .or_insert(SearchHit { task: t, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
+    }
+    let mut out: Vec<SearchHit> = hits.into_values().collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.id.cmp(&b.task.id)));
+    out.truncate(req.limit);
+    Ok(out)
+}
+
+pub(crate) fn with_paths(c: &Connection, f: &SearchFilter, limit: usize) -> Result<Vec<Task>> {
+    let mut sql = format!("SELECT {} FROM tasks t WHERE t.paths <> '[]'", prefixed());
+    let mut args = vec![];
+    filter_sql(f, &mut sql, &mut args);
+    sql.push_str(" ORDER BY t.id DESC LIMIT ?");
+    args.push(Value::Integer(limit as i64));
+    let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+    st.query_map(params_from_iter(args), task_from_row)
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)
+}
+
