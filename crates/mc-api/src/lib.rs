@@ -118,6 +118,9 @@ pub struct CreateTask {
     pub paths: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// Create even if a blocking duplicate is found (recorded in the ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledge_overlap: Option<bool>,
 }
 
 impl CreateTask {
@@ -230,6 +233,99 @@ pub struct ReadyQuery {
     pub kluster_id: Option<KlusterId>,
     pub mission_id: Option<MissionId>,
     pub limit: Option<usize>,
+}
+
+// ---- overlap and search ----
+
+/// How an existing item relates to a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapRelation {
+    /// The same work, said another way.
+    Duplicate,
+    /// Same area, different work: worth knowing, not a collision.
+    Related,
+}
+
+/// Existing work that overlaps a new or draft item, with why.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OverlapSuggestion {
+    pub id: String,
+    /// `task` (artifacts join later).
+    pub kind: String,
+    pub title: String,
+    pub status: String,
+    /// Who holds it now, if anyone.
+    pub holder: Option<String>,
+    pub relation: OverlapRelation,
+    /// 0..1; duplicates rank above related items.
+    pub score: f32,
+    pub reasons: Vec<String>,
+}
+
+/// A created task with the overlap found before it was created.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTask {
+    #[serde(flatten)]
+    pub task: Task,
+    pub overlap_suggestions: Vec<OverlapSuggestion>,
+    /// Degradations, e.g. the embedder was unreachable and only text signals were used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// A draft to check for overlap without creating anything. Give `kluster_id` or `mission_id`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverlapDraft {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kluster_id: Option<KlusterId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mission_id: Option<MissionId>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OverlapResponse {
+    pub overlap_suggestions: Vec<OverlapSuggestion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    /// What to look for (1 to 1000 characters).
+    pub q: String,
+    pub mission_id: Option<MissionId>,
+    pub kluster_id: Option<KlusterId>,
+    /// Comma-separated statuses.
+    pub status: Option<String>,
+    /// Comma-separated labels, all required.
+    pub label: Option<String>,
+    /// 1 to 100, default 10.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHitView {
+    pub task: Task,
+    /// Fused rank score (higher is better).
+    pub score: f32,
+    /// Why it matched: text terms, semantic similarity.
+    pub why: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResponse {
+    pub items: Vec<SearchHitView>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 // ---- ledger ----

@@ -1,7 +1,7 @@
 //! End-to-end tests of the embedders: a real local HTTP server for the OpenAI-compatible client, the real bundled
 //! model, and a real MiniLM directory when `MC_TEST_MINILM_DIR` points at one.
 
-use mc_embed::{EmbedError, Embedder, cosine};
+use mc_embed::{EmbedError, Embedder};
 
 fn strings(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
@@ -17,6 +17,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+#[cfg(feature = "local-models")]
 /// Embeds `texts` as one batch and one by one, and checks both agree within `tol`.
 async fn assert_batch_matches_singles(e: &dyn Embedder, texts: &[String], tol: f32) -> Vec<Vec<f32>> {
     let batch = e.embed(texts).await.expect("batch");
@@ -203,6 +204,7 @@ mod openai {
 mod pocket {
     use super::*;
     use mc_embed::PocketEmbedder;
+    use mc_embed::cosine;
 
     #[tokio::test]
     async fn paraphrase_beats_unrelated_and_vectors_are_unit_384() {
@@ -280,6 +282,7 @@ mod pocket {
 mod minilm {
     use super::*;
     use mc_embed::MiniLmDirEmbedder;
+    use mc_embed::cosine;
 
     /// The model directory from `MC_TEST_MINILM_DIR`; `None` (skip) when unset, unless `MC_REQUIRE_MINILM=1`.
     fn model_dir() -> Option<std::path::PathBuf> {
@@ -342,7 +345,7 @@ mod minilm {
         for (i, row) in published.iter().enumerate() {
             for (j, want) in row.iter().enumerate() {
                 let got = cosine(&left[i], &right[j]);
-                assert!((got - want).abs() < 1e-3, "pair ({i}, {j}): got {got:.4}, published {want:.4}");
+                assert!((got - want).abs() < 2e-4, "pair ({i}, {j}): got {got:.4}, published {want:.4}");
                 worst = worst.max((got - want).abs());
             }
         }

@@ -214,7 +214,10 @@ mod tests {
         assert_eq!((x.as_str(), y.as_str(), cat), ("staging", "production", "environment"));
         let p = f("Grafana dashboard for Redis", "Grafana dashboard for Kafka");
         assert_eq!(p.slot_swap.expect("swap").2, "technology");
-        let p = f("Set resource limits for the auth-service deployment", "Set resource limits for the cart-service deployment");
+        let p = f(
+            "Set resource limits for the auth-service deployment",
+            "Set resource limits for the cart-service deployment",
+        );
         assert!(p.substitution(), "{p:?}");
     }
 

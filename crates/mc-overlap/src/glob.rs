@@ -48,10 +48,10 @@
 //! a `**` form), and the alternatives are merged into a minimal DAG (shared prefixes and
 //! suffixes), so `{a,b}{c,d}/long/suffix` stays small. That compiles to one epsilon-free NFA over
 //! characters whose transitions are labelled with character *sets* (sorted, merged inclusive
-//! `char` ranges). Intersection is a breadth-first
-//! reachability search in the product of the two automata and a three-state "well-formed path"
-//! automaton; a product transition exists when the two labels' sets intersect, so the alphabet is
-//! never enumerated. Because the search is breadth-first, the witness is a shortest common path;
+//! `char` ranges). Intersection is a breadth-first reachability search in the product of the two
+//! automata and a small "well-formed path" automaton (at a segment start / inside a segment); a
+//! product transition exists when the two labels' sets intersect, so the alphabet is never
+//! enumerated. Because the search is breadth-first, the witness is a shortest common path;
 //! at each step it uses a readable character from the label intersection (`x` if allowed, else a
 //! lowercase letter, uppercase letter, digit, other printable ASCII, in that order).
 
@@ -1035,6 +1035,8 @@ mod tests {
             ("a/*/c", "a/b*/c", "a/b/c"),
             ("**", "**", "x"),
             ("src/**/*.rs", "src/api/handlers.rs", "src/api/handlers.rs"),
+            ("src/**/*.rs", "src/api/*", "src/api/.rs"),
+            ("{web,app}/**", "app/main.ts", "app/main.ts"),
             ("docs/**", "**/*.md", "docs/.md"),
             ("x/**", "x/*", "x/x"),
             ("[!a]", "[!x]", "b"),

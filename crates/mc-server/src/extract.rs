@@ -134,14 +134,26 @@ pub struct Ctx {
 impl Ctx {
     /// The store context of a mutation without idempotency.
     pub fn write(&self) -> WriteCtx {
-        WriteCtx { actor: self.actor.clone(), request_id: self.request_id.clone(), idempotency: None }
+        WriteCtx {
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            idempotency: None,
+            action_suffix: None,
+            replay_extra: None,
+        }
     }
 
     /// The store context of a creating call: a repeated `Idempotency-Key` with the same request
     /// replays the first result; with a different request it is refused.
     pub fn write_idempotent(&self, route: &str, body: &[u8]) -> WriteCtx {
         let mut ctx = self.write();
-        ctx.idempotency = self.idempotency_key.as_ref().map(|key| {
+        ctx.idempotency = self.idempotency_key(route, body);
+        ctx
+    }
+
+    /// The idempotency key of this request, scoped to the caller and fingerprinted.
+    pub fn idempotency_key(&self, route: &str, body: &[u8]) -> Option<IdempotencyKey> {
+        self.idempotency_key.as_ref().map(|key| {
             let mut material = Vec::with_capacity(route.len() + body.len() + 1);
             material.extend_from_slice(route.as_bytes());
             material.push(0);
@@ -151,8 +163,7 @@ impl Ctx {
                 key: key.clone(),
                 fingerprint: sha256_hex(&material),
             }
-        });
-        ctx
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod overlap;
 pub mod reaper;
 pub mod routes;
 
@@ -44,11 +45,18 @@ pub struct ServerOptions {
     pub max_body_bytes: usize,
     /// How often the lease reaper runs.
     pub reaper_interval: Duration,
+    /// The sentence embedder for search and overlap detection; without one, both use text only.
+    pub embedder: Option<Arc<dyn mc_embed::Embedder>>,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8008".into(), max_body_bytes: 1024 * 1024, reaper_interval: Duration::from_secs(1) }
+        Self {
+            listen: "127.0.0.1:8008".into(),
+            max_body_bytes: 1024 * 1024,
+            reaper_interval: Duration::from_secs(1),
+            embedder: None,
+        }
     }
 }
 
@@ -58,11 +66,17 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub tokens: Arc<auth::TokenCache>,
+    pub semantic: Option<overlap::Semantic>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, tokens: Arc::default() }
+        Self { store, clock, tokens: Arc::default(), semantic: None }
+    }
+
+    pub fn with_embedder(mut self, embedder: Option<Arc<dyn mc_embed::Embedder>>) -> Self {
+        self.semantic = embedder.map(overlap::Semantic::new);
+        self
     }
 }
 
@@ -77,6 +91,7 @@ impl AppState {
         (name = "tasks", description = "Units of work and their dependency graph"),
         (name = "ownership", description = "Leases with fencing tokens"),
         (name = "ledger", description = "Hash-chained record of every mutation"),
+        (name = "search", description = "Hybrid search and overlap detection"),
         (name = "system", description = "Health and identity"),
     )
 )]
@@ -123,6 +138,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(routes::klusters::router())
         .merge(routes::tasks::router())
         .merge(routes::ledger::router())
+        .merge(routes::search::router())
         .merge(routes::system::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -147,6 +163,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     reaper: JoinHandle<()>,
+    embedder: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -164,6 +181,9 @@ impl RunningServer {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.http.await.context("http server task panicked")?.context("http server failed")?;
         self.reaper.await.context("lease reaper task panicked")?;
+        if let Some(e) = self.embedder {
+            e.await.context("embedding worker task panicked")?;
+        }
         Ok(())
     }
 }
@@ -174,7 +194,7 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&store), clock);
+    let state = AppState::new(Arc::clone(&store), clock).with_embedder(opts.embedder.clone());
     let (tx, rx) = watch::channel(false);
     let mut http_rx = rx.clone();
     let app = app(state, opts.max_body_bytes);
@@ -185,6 +205,10 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
             })
             .await
     });
+    let embedder = opts
+        .embedder
+        .clone()
+        .map(|e| tokio::spawn(overlap::run_embedder(Arc::clone(&store), e, Duration::from_millis(500), rx.clone())));
     let reaper = tokio::spawn(reaper::run(store, opts.reaper_interval, rx));
-    Ok(RunningServer { addr, shutdown: tx, http, reaper })
+    Ok(RunningServer { addr, shutdown: tx, http, reaper, embedder })
 }

@@ -24,3 +24,6 @@ CREATE TABLE task_embeddings (
 INSERT INTO search_docs (task_id) SELECT id FROM tasks ORDER BY id;
 INSERT INTO task_fts (rowid, title, description, labels)
     SELECT d.doc_id, t.title, t.description, t.labels FROM search_docs d JOIN tasks t ON t.id = d.task_id;
+
+-- the rest of a creating call's response (overlap suggestions), replayed with the entity
+ALTER TABLE idempotency_keys ADD COLUMN extra TEXT;

@@ -23,8 +23,8 @@ use mc_domain::{
     Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, LedgerFilter, Page, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest,
-    Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    Created, Embedded, EmbeddingJob, LedgerFilter, Page, ReadyFilter, ScopeFilter, SearchFilter, SearchHit,
+    SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -281,15 +281,39 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn find_idempotent(&self, key: &mc_store::IdempotencyKey) -> Result<Option<(String, String)>> {
+        let key = key.clone();
+        self.read(move |c| {
+            let row: Option<(String, String, String)> = c
+                .prepare_cached(
+                    "SELECT fingerprint, entity_kind, entity_id FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+                )
+                .map_err(db_err)?
+                .query_row([&key.scope, &key.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(db_err)?;
+            match row {
+                Some((fp, kind, id)) if fp == key.fingerprint => Ok(Some((kind, id))),
+                Some(_) => Err(Error::conflict(
+                    "idempotency_key_reused",
+                    format!("Idempotency-Key `{}` was already used for a different request; use a new key", key.key),
+                    json!({ "key": key.key }),
+                )),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     // ---- missions ----
 
     async fn create_mission(&self, ctx: &WriteCtx, new: NewMission) -> Result<Created<Mission>> {
         let ctx = ctx.clone();
         self.write(move |c, now| {
             if let Some(key) = &ctx.idempotency
-                && let Some(id) = idempotency_lookup(c, key, "mission")?
+                && let Some((id, extra)) = idempotency_lookup(c, key, "mission")?
             {
-                return Ok(Created { value: load_mission(c, MissionId::parse_field(&id, "id")?)?, replayed: true });
+                return Ok(Created { value: load_mission(c, MissionId::parse_field(&id, "id")?)?, replayed: true, extra });
             }
             let m = Mission {
                 id: MissionId::new(),
@@ -306,10 +330,8 @@ impl Store for SqliteStore {
             .execute(params![m.id.to_string(), m.name, m.description, m.status.as_str(), to_millis(now), to_millis(now)])
             .map_err(db_err)?;
             append_ledger(c, &ctx, "mission.create", "mission", &m.id.to_string(), &m, now)?;
-            if let Some(key) = &ctx.idempotency {
-                idempotency_record(c, key, "mission", &m.id.to_string(), now)?;
-            }
-            Ok(Created { value: m, replayed: false })
+            idempotency_record(c, &ctx, "mission", &m.id.to_string(), now)?;
+            Ok(Created { value: m, replayed: false, extra: None })
         })
         .await
     }
@@ -369,9 +391,13 @@ impl Store for SqliteStore {
         let ctx = ctx.clone();
         self.write(move |c, now| {
             if let Some(key) = &ctx.idempotency
-                && let Some(id) = idempotency_lookup(c, key, "kluster")?
+                && let Some((id, extra)) = idempotency_lookup(c, key, "kluster")?
             {
-                return Ok(Created { value: load_kluster(c, KlusterId::parse_field(&id, "id")?)?, replayed: true });
+                return Ok(Created {
+                    value: load_kluster(c, KlusterId::parse_field(&id, "id")?)?,
+                    replayed: true,
+                    extra,
+                });
             }
             let mission = load_mission(c, new.mission_id)?;
             ensure_active("mission", &mission.id.to_string(), mission.status)?;
@@ -400,10 +426,8 @@ impl Store for SqliteStore {
             ])
             .map_err(db_err)?;
             append_ledger(c, &ctx, "kluster.create", "kluster", &k.id.to_string(), &k, now)?;
-            if let Some(key) = &ctx.idempotency {
-                idempotency_record(c, key, "kluster", &k.id.to_string(), now)?;
-            }
-            Ok(Created { value: k, replayed: false })
+            idempotency_record(c, &ctx, "kluster", &k.id.to_string(), now)?;
+            Ok(Created { value: k, replayed: false, extra: None })
         })
         .await
     }
@@ -469,9 +493,9 @@ impl Store for SqliteStore {
         let ctx = ctx.clone();
         self.write(move |c, now| {
             if let Some(key) = &ctx.idempotency
-                && let Some(id) = idempotency_lookup(c, key, "task")?
+                && let Some((id, extra)) = idempotency_lookup(c, key, "task")?
             {
-                return Ok(Created { value: load_task(c, TaskId::parse_field(&id, "id")?)?, replayed: true });
+                return Ok(Created { value: load_task(c, TaskId::parse_field(&id, "id")?)?, replayed: true, extra });
             }
             let kluster = load_kluster(c, new.kluster_id)?;
             ensure_active("kluster", &kluster.id.to_string(), kluster.status)?;
@@ -495,10 +519,8 @@ impl Store for SqliteStore {
             };
             insert_task(c, &task)?;
             append_ledger(c, &ctx, "task.create", "task", &task.id.to_string(), &task, now)?;
-            if let Some(key) = &ctx.idempotency {
-                idempotency_record(c, key, "task", &task.id.to_string(), now)?;
-            }
-            Ok(Created { value: task, replayed: false })
+            idempotency_record(c, &ctx, "task", &task.id.to_string(), now)?;
+            Ok(Created { value: task, replayed: false, extra: None })
         })
         .await
     }

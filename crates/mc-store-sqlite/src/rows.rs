@@ -283,6 +283,11 @@ pub(crate) fn append_ledger<T: Serialize>(
     };
     let id = EventId::new();
     let actor = ctx.actor.ledger_name();
+    let action = match ctx.action_suffix {
+        Some(suffix) => format!("{action}.{suffix}"),
+        None => action.to_owned(),
+    };
+    let action = action.as_str();
     let digest = digest_of(state);
     let hash = chain_hash(
         &prev_hash,
@@ -319,18 +324,24 @@ pub(crate) fn append_ledger<T: Serialize>(
 
 /// Looks up an idempotency key. `Ok(Some(id))` = replay that entity; a key reused for another
 /// request is refused.
-pub(crate) fn idempotency_lookup(conn: &Connection, key: &IdempotencyKey, kind: &str) -> Result<Option<String>> {
-    let row: Option<(String, String, String)> = conn
+pub(crate) fn idempotency_lookup(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    kind: &str,
+) -> Result<Option<(String, Option<serde_json::Value>)>> {
+    let row: Option<(String, String, String, Option<String>)> = conn
         .prepare_cached(
-            "SELECT fingerprint, entity_kind, entity_id FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
+            "SELECT fingerprint, entity_kind, entity_id, extra FROM idempotency_keys WHERE scope = ?1 AND key = ?2",
         )
         .map_err(db_err)?
-        .query_row([&key.scope, &key.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([&key.scope, &key.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .optional()
         .map_err(db_err)?;
     match row {
         None => Ok(None),
-        Some((fp, k, id)) if fp == key.fingerprint && k == kind => Ok(Some(id)),
+        Some((fp, k, id, extra)) if fp == key.fingerprint && k == kind => {
+            Ok(Some((id, extra.and_then(|e| serde_json::from_str(&e).ok()))))
+        }
         Some(_) => Err(Error::conflict(
             "idempotency_key_reused",
             format!("Idempotency-Key `{}` was already used for a different request; use a new key", key.key),
@@ -341,17 +352,19 @@ pub(crate) fn idempotency_lookup(conn: &Connection, key: &IdempotencyKey, kind: 
 
 pub(crate) fn idempotency_record(
     conn: &Connection,
-    key: &IdempotencyKey,
+    ctx: &WriteCtx,
     kind: &str,
     id: &str,
     now: Timestamp,
 ) -> Result<()> {
+    let Some(key) = &ctx.idempotency else { return Ok(()) };
+    let extra = ctx.replay_extra.as_ref().map(|e| e.to_string());
     conn.prepare_cached(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, entity_kind, entity_id, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, entity_kind, entity_id, created_at, extra) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .map_err(db_err)?
-    .execute(params![key.scope, key.key, key.fingerprint, kind, id, to_millis(now)])
+    .execute(params![key.scope, key.key, key.fingerprint, kind, id, to_millis(now), extra])
     .map_err(db_err)?;
     Ok(())
 }

@@ -186,8 +186,11 @@ pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector:
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)?;
     for d in old_dims {
-        c.execute(&format!("DELETE FROM {} WHERE doc_id = ?1 AND model = ?2", vec_table(d as usize)), params![doc, model])
-            .map_err(db_err)?;
+        c.execute(
+            &format!("DELETE FROM {} WHERE doc_id = ?1 AND model = ?2", vec_table(d as usize)),
+            params![doc, model],
+        )
+        .map_err(db_err)?;
     }
     c.execute(
         &format!(
@@ -356,4 +359,3 @@ pub(crate) fn with_paths(c: &Connection, f: &SearchFilter, limit: usize) -> Resu
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)
 }
-

@@ -557,7 +557,8 @@ pub async fn search_fuses_text_and_vectors_under_filters(s: Arc<dyn Store>, _clo
     assert_eq!(hits.first().map(|h| h.task.id), Some(flaky.id));
     assert!(hits[0].cosine.expect("cosine") > 0.9);
     // fused: matched by both indexes ranks first
-    let hits = s.search_tasks(&q("catalogue", vq([0.1, 1.0, 0.0, 0.0]), SearchFilter::default())).await.expect("search");
+    let hits =
+        s.search_tasks(&q("catalogue", vq([0.1, 1.0, 0.0, 0.0]), SearchFilter::default())).await.expect("search");
     assert_eq!(hits[0].task.id, cache.id);
     assert!(hits[0].text_rank.is_some() && hits[0].vector_rank.is_some());
     assert!(hits.iter().skip(1).all(|h| h.score < hits[0].score));
@@ -608,7 +609,12 @@ pub async fn embeddings_follow_the_text_and_the_model(s: Arc<dyn Store>, _clock:
         .expect("stale put is ignored, not an error");
     assert_eq!(s.pending_embeddings("test/m1", 10).await.expect("pending").len(), 1);
     let hits = s
-        .search_tasks(&SearchRequest { text: "tokenizer".into(), vector: None, filter: SearchFilter::default(), limit: 5 })
+        .search_tasks(&SearchRequest {
+            text: "tokenizer".into(),
+            vector: None,
+            filter: SearchFilter::default(),
+            limit: 5,
+        })
         .await
         .expect("search");
     assert_eq!(hits.first().map(|h| h.task.id), Some(t.id), "the full-text index follows the new title");

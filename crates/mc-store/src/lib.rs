@@ -22,11 +22,17 @@ pub struct WriteCtx {
     pub actor: Actor,
     pub request_id: Option<String>,
     pub idempotency: Option<IdempotencyKey>,
+    /// Appended to the ledger action (`task.create.overlap_acknowledged`): how the caller got
+    /// past a check.
+    pub action_suffix: Option<&'static str>,
+    /// The rest of a creating call's response (beyond the entity), kept with the idempotency key
+    /// so that a retry returns the first response whole.
+    pub replay_extra: Option<serde_json::Value>,
 }
 
 impl WriteCtx {
     pub fn new(actor: Actor) -> Self {
-        Self { actor, request_id: None, idempotency: None }
+        Self { actor, request_id: None, idempotency: None, action_suffix: None, replay_extra: None }
     }
 }
 
@@ -45,6 +51,8 @@ pub struct IdempotencyKey {
 pub struct Created<T> {
     pub value: T,
     pub replayed: bool,
+    /// On a replay: the `replay_extra` recorded by the first call.
+    pub extra: Option<serde_json::Value>,
 }
 
 /// A page of results and the cursor of the next one.
@@ -174,6 +182,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn principal_for_token(&self, token_hash: &str) -> Result<Option<Principal>>;
     /// Whether any live token exists (decides whether a bootstrap token must be generated).
     async fn has_tokens(&self) -> Result<bool>;
+
+    /// The entity an idempotency key was first used for, as `(kind, id)`; a key used with a
+    /// different request fingerprint is refused.
+    async fn find_idempotent(&self, key: &IdempotencyKey) -> Result<Option<(String, String)>>;
 
     // ---- missions ----
     async fn create_mission(&self, ctx: &WriteCtx, new: NewMission) -> Result<Created<Mission>>;

@@ -81,9 +81,7 @@ async fn main() -> Result<()> {
     println!("embedder: {} ({} pairs)", embedder.model_id(), pairs.len());
     let inputs: Vec<String> = pairs
         .iter()
-        .flat_map(|p| {
-            [&p.a, &p.b].map(|s| ItemText { title: &s.title, description: &s.description }.embedding_input())
-        })
+        .flat_map(|p| [&p.a, &p.b].map(|s| ItemText { title: &s.title, description: &s.description }.embedding_input()))
         .collect();
     let t = std::time::Instant::now();
     let vectors = embedder.embed(&inputs).await?;
@@ -161,12 +159,8 @@ fn fit(scored: &[Scored], embedder_id: &str) -> ScorerModel {
         }
     }
     // surface: just above the most confident unrelated pair (none surfaced), as a margin
-    let max_unrelated = cal
-        .iter()
-        .zip(&p_sur)
-        .filter(|(s, _)| is("unrelated", s))
-        .map(|(_, p)| *p)
-        .fold(0.0f32, f32::max);
+    let max_unrelated =
+        cal.iter().zip(&p_sur).filter(|(s, _)| is("unrelated", s)).map(|(_, p)| *p).fold(0.0f32, f32::max);
     let surface_threshold = (max_unrelated + 0.02).min(0.99);
     ScorerModel {
         embedder: embedder_id.split('/').next().unwrap_or(embedder_id).to_owned(),
@@ -195,7 +189,9 @@ fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) {
     let precision = if said_dup > 0 { tp as f32 / said_dup as f32 } else { 0.0 };
     let recall = if dups > 0 { tp as f32 / dups as f32 } else { 0.0 };
     println!("\n== {split}: {} pairs ({dups} duplicate, {rel} related, {unrel} unrelated)", set.len());
-    println!("duplicate label: precision {precision:.3}  recall {recall:.3}  ({tp} of {said_dup} labelled duplicate are duplicates)");
+    println!(
+        "duplicate label: precision {precision:.3}  recall {recall:.3}  ({tp} of {said_dup} labelled duplicate are duplicates)"
+    );
     println!(
         "duplicates surfaced at any relation: {:.3} ({surfaced_dups}/{dups})",
         surfaced_dups as f32 / dups.max(1) as f32
@@ -227,8 +223,15 @@ fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) {
             if want != got && !(want == "related" && got == "unrelated") {
                 println!(
                     "  {} [{}/{}] got {got} (p_dup {:.2}, p_surf {:.2}, cos {:.2}, lex {:.2}): {} || {}",
-                    s.pair.id, want, s.pair.kind, v.p_duplicate, v.p_surface, s.features.cosine, s.features.lexical,
-                    s.pair.a.title, s.pair.b.title
+                    s.pair.id,
+                    want,
+                    s.pair.kind,
+                    v.p_duplicate,
+                    v.p_surface,
+                    s.features.cosine,
+                    s.features.lexical,
+                    s.pair.a.title,
+                    s.pair.b.title
                 );
             }
         }

@@ -15,7 +15,16 @@ pub async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
     match cmd {
         TaskCmd::Create { kluster, title, description, priority, depends_on, paths, labels, idem } => {
             let client = ctx.creating_client(idem.idempotency_key.as_deref())?;
-            let body = CreateTask { kluster_id: kluster, title, description, priority, depends_on, paths, labels };
+            let body = CreateTask {
+                kluster_id: kluster,
+                title,
+                description,
+                priority,
+                depends_on,
+                paths,
+                labels,
+                acknowledge_overlap: None,
+            };
             show(ctx, &client.create_task(&body).await?)
         }
         TaskCmd::List { kluster, mission, status, label, holder, page } => {

@@ -3,6 +3,7 @@
 pub mod klusters;
 pub mod ledger;
 pub mod missions;
+pub mod search;
 pub mod system;
 pub mod tasks;
 

@@ -7,19 +7,19 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use mc_api::{
-    ClaimTask, CreateTask, ErrorEnvelope, FencedRequest, HeartbeatTask, Page, ReadyQuery, Task, TaskListQuery,
-    TransitionTask, UpdateTask,
+    ClaimTask, CreateTask, CreatedTask, ErrorEnvelope, FencedRequest, HeartbeatTask, Page, ReadyQuery, Task,
+    TaskListQuery, TransitionTask, UpdateTask,
 };
 use mc_domain::task::check_ttl;
 use mc_domain::{TaskId, TaskStatus};
-use mc_store::{ReadyFilter, TaskFilter};
+use mc_store::{Created, ReadyFilter, TaskFilter};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{id_cursor, page_limit, path_id};
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, Ctx, OptJson};
+use crate::{AppState, overlap};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,17 +33,67 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(complete_task))
 }
 
-/// Creates a task in a kluster. Honours `Idempotency-Key`.
+/// Creates a task in a kluster. Before anything is written, the task is compared with the live
+/// work of its mission: the response carries `overlap_suggestions`; a strong duplicate refuses
+/// creation (409 `overlap_detected`) unless `acknowledge_overlap` is true. Honours
+/// `Idempotency-Key`.
 #[utoipa::path(post, path = "/tasks", tag = "tasks", request_body = CreateTask,
     params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe")),
-    responses((status = 201, body = Task), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = CreatedTask), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope, description = "overlap_detected: a duplicate exists"),
+        (status = 422, body = ErrorEnvelope)))]
 pub async fn create_task(State(s): State<AppState>, ctx: Ctx, body: ApiJson<CreateTask>) -> ApiResult<Response> {
     let new = body.value.check()?;
-    let created = s.store.create_task(&ctx.write_idempotent("POST /tasks", &body.raw), new).await?;
-    Ok(crate::created(created))
+    let route = "POST /tasks";
+    // a retry of an earlier create replays it; no overlap check against itself
+    if let Some(key) = ctx.idempotency_key(route, &body.raw)
+        && s.store.find_idempotent(&key).await?.is_some()
+    {
+        let created = s.store.create_task(&ctx.write_idempotent(route, &body.raw), new).await?;
+        let extra: Option<ReplayExtra> = created.extra.and_then(|e| serde_json::from_value(e).ok());
+        let extra = extra.unwrap_or_default();
+        let value = CreatedTask {
+            task: created.value,
+            overlap_suggestions: extra.overlap_suggestions,
+            warnings: extra.warnings,
+        };
+        return Ok(crate::created(Created { value, replayed: created.replayed, extra: None }));
+    }
+    let kluster = s.store.get_kluster(new.kluster_id).await?;
+    let draft = overlap::Draft {
+        mission_id: kluster.mission_id,
+        kluster_id: Some(kluster.id),
+        title: new.title.clone(),
+        description: new.description.clone(),
+        paths: new.paths.clone(),
+        exclude: None,
+    };
+    let outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, None).await?;
+    let acknowledged = body.value.acknowledge_overlap.unwrap_or(false);
+    if outcome.blocking && !acknowledged {
+        return Err(overlap::blocked(&outcome));
+    }
+    let mut wctx = ctx.write_idempotent(route, &body.raw);
+    if outcome.blocking {
+        wctx.action_suffix = Some("overlap_acknowledged");
+    }
+    let extra = ReplayExtra { overlap_suggestions: outcome.suggestions, warnings: outcome.warnings };
+    wctx.replay_extra = serde_json::to_value(&extra).ok();
+    let created = s.store.create_task(&wctx, new).await?;
+    overlap::store_vector(s.store.as_ref(), &created.value, outcome.vector).await;
+    let value =
+        CreatedTask { task: created.value, overlap_suggestions: extra.overlap_suggestions, warnings: extra.warnings };
+    Ok(crate::created(Created { value, replayed: created.replayed, extra: None }))
 }
 
-fn parse_statuses(raw: Option<&str>) -> Result<Vec<TaskStatus>, ApiError> {
+/// What a create's response carries beyond the task, kept for replays.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ReplayExtra {
+    overlap_suggestions: Vec<mc_api::OverlapSuggestion>,
+    warnings: Vec<String>,
+}
+
+pub(crate) fn parse_statuses(raw: Option<&str>) -> Result<Vec<TaskStatus>, ApiError> {
     let Some(raw) = raw else { return Ok(vec![]) };
     raw.split(',')
         .map(str::trim)

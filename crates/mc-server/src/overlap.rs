@@ -1,0 +1,297 @@
+//! Overlap detection before mutations, and hybrid search: the new item's vector (computed now,
+//! with a deadline), candidates from the store's full-text and vector indexes and from declared
+//! paths, each judged by the calibrated scorer of `mc-overlap`. A failing embedder degrades to
+//! text signals with a warning; it never fails the request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mc_api::{OverlapRelation, OverlapSuggestion, SearchHitView};
+use mc_domain::task::embedding_text;
+use mc_domain::{KlusterId, MissionId, Task, TaskId, TaskStatus};
+use mc_embed::{Embedder, cosine};
+use mc_overlap::glob::Glob;
+use mc_overlap::text::tokens;
+use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, path_relation};
+use mc_store::{Embedded, SearchFilter, SearchRequest, Store, VectorQuery};
+use serde_json::json;
+
+use crate::error::ApiError;
+
+/// How long a request waits for the embedder before going on without a vector.
+pub const EMBED_DEADLINE: Duration = Duration::from_secs(3);
+/// Most suggestions returned.
+pub const MAX_SUGGESTIONS: usize = 10;
+/// Candidates taken from the indexes.
+const CANDIDATES: usize = 20;
+/// Most tasks with declared paths compared glob by glob.
+const PATH_CANDIDATES: usize = 200;
+
+/// The embedder and the scorer fitted for it.
+#[derive(Debug, Clone)]
+pub struct Semantic {
+    pub embedder: Arc<dyn Embedder>,
+    pub scorer: Arc<ScorerModel>,
+}
+
+impl Semantic {
+    pub fn new(embedder: Arc<dyn Embedder>) -> Self {
+        let scorer = Arc::new(mc_overlap::shipped_for(embedder.model_id()));
+        Self { embedder, scorer }
+    }
+}
+
+/// Embeds one text within the deadline; `Err` carries the warning to show.
+pub async fn embed_now(semantic: Option<&Semantic>, text: &str) -> Result<(String, Vec<f32>), String> {
+    let Some(s) = semantic else { return Err("no embedder is configured; only text signals were used".into()) };
+    let input = vec![text.to_owned()];
+    match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(&input)).await {
+        Ok(Ok(mut v)) if v.len() == 1 => Ok((s.embedder.model_id().to_owned(), v.remove(0))),
+        Ok(Ok(_)) => Err("the embedder returned no vector; only text signals were used".into()),
+        Ok(Err(e)) => Err(format!("{e}; only text signals were used")),
+        Err(_) => Err(format!(
+            "the embedder did not answer within {} s; only text signals were used",
+            EMBED_DEADLINE.as_secs()
+        )),
+    }
+}
+
+/// Parses declared paths as globs, naming the bad one.
+pub fn parse_globs(paths: &[String]) -> Result<Vec<Glob>, ApiError> {
+    paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Glob::parse(p).map_err(|e| {
+                ApiError::from(mc_domain::Error::validation(format!("paths[{i}]"), format!("not a valid glob: {e}")))
+            })
+        })
+        .collect()
+}
+
+/// What is being checked for overlap.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub mission_id: MissionId,
+    pub kluster_id: Option<KlusterId>,
+    pub title: String,
+    pub description: String,
+    pub paths: Vec<String>,
+    /// An existing task checked against the others.
+    pub exclude: Option<TaskId>,
+}
+
+/// Suggestions for a draft, whether one of them blocks creation, the warnings, and the draft's
+/// vector (so a create can store it).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub suggestions: Vec<OverlapSuggestion>,
+    pub blocking: bool,
+    pub warnings: Vec<String>,
+    pub vector: Option<(String, Vec<f32>)>,
+}
+
+pub async fn check(
+    store: &dyn Store,
+    semantic: Option<&Semantic>,
+    draft: &Draft,
+    known: Option<(String, Vec<f32>)>,
+) -> Result<Outcome, ApiError> {
+    let text = embedding_text(&draft.title, &draft.description);
+    let mut warnings = Vec::new();
+    let vector = match known {
+        Some(v) => Some(v),
+        None => match embed_now(semantic, &text).await {
+            Ok(v) => Some(v),
+            Err(w) => {
+                warnings.push(w);
+                None
+            }
+        },
+    };
+    let filter =
+        SearchFilter { mission_id: Some(draft.mission_id), statuses: TaskStatus::LIVE.to_vec(), ..Default::default() };
+    let hits = store
+        .search_tasks(&SearchRequest {
+            text: text.clone(),
+            vector: vector.as_ref().map(|(model, v)| VectorQuery { model: model.clone(), vector: v.clone() }),
+            filter: filter.clone(),
+            limit: CANDIDATES,
+        })
+        .await?;
+    let mut candidates: HashMap<TaskId, (Task, Option<f32>)> =
+        hits.into_iter().map(|h| (h.task.id, (h.task, h.cosine))).collect();
+    let draft_globs = parse_globs(&draft.paths)?;
+    if !draft_globs.is_empty() {
+        for t in store.tasks_with_paths(&filter, PATH_CANDIDATES).await? {
+            candidates.entry(t.id).or_insert((t, None));
+        }
+    }
+    if let Some(id) = draft.exclude {
+        candidates.remove(&id);
+    }
+    let scorer = semantic.map(|s| Arc::clone(&s.scorer)).unwrap_or_else(|| Arc::new(mc_overlap::shipped_for("")));
+    let mut suggestions = Vec::new();
+    let mut blocking = false;
+    for (_, (task, cos)) in candidates {
+        let cos = match (cos, &vector) {
+            (Some(c), _) => Some(c),
+            (None, Some((model, v))) => store.task_embedding(task.id, model).await?.map(|tv| cosine(v, &tv)),
+            (None, None) => None,
+        };
+        let globs: Vec<Glob> = task.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
+        let a = ItemText { title: &task.title, description: &task.description };
+        let b = ItemText { title: &draft.title, description: &draft.description };
+        let paths = path_relation(&globs, &draft_globs);
+        // without vectors, the lexical overlap stands in for semantic similarity (degraded mode)
+        let lexical_only = PairFeatures::new(a, b, 0.0, paths.clone());
+        let features = PairFeatures::new(a, b, cos.unwrap_or(lexical_only.lexical), paths);
+        let verdict = scorer.judge(&features);
+        let Some(relation) = verdict.relation else { continue };
+        let mut reasons = verdict.reasons;
+        let mut score = verdict.score;
+        if cos.is_none() {
+            reasons[0] = "no vector to compare; judged on wording".into();
+        }
+        if draft.kluster_id == Some(task.kluster_id) {
+            reasons.push("same kluster".into());
+            score = (score + 0.02).min(1.0);
+        }
+        blocking |= verdict.blocks;
+        suggestions.push(OverlapSuggestion {
+            id: task.id.to_string(),
+            kind: "task".into(),
+            title: task.title.clone(),
+            status: task.status.as_str().into(),
+            holder: task.lease.as_ref().map(|l| l.holder.clone()),
+            relation: match relation {
+                Relation::Duplicate => OverlapRelation::Duplicate,
+                Relation::Related => OverlapRelation::Related,
+            },
+            score,
+            reasons,
+        });
+    }
+    suggestions.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+    suggestions.truncate(MAX_SUGGESTIONS);
+    Ok(Outcome { suggestions, blocking, warnings, vector })
+}
+
+/// The 409 answer when a blocking duplicate exists.
+pub fn blocked(outcome: &Outcome) -> ApiError {
+    let first = outcome.suggestions.iter().find(|s| s.relation == OverlapRelation::Duplicate);
+    let what = first.map(|s| format!("task {} \"{}\" ({})", s.id, s.title, s.status)).unwrap_or_default();
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "overlap_detected",
+        format!(
+            "this looks like a duplicate of {what}; reuse that task, or pass acknowledge_overlap: true to create anyway"
+        ),
+        json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings }),
+    )
+}
+
+/// Stores a freshly computed vector for a new task (best effort: the worker fills gaps).
+pub async fn store_vector(store: &dyn Store, task: &Task, vector: Option<(String, Vec<f32>)>) {
+    let Some((model, v)) = vector else { return };
+    let item = Embedded {
+        task_id: task.id,
+        text_hash: mc_domain::ledger::sha256_hex(task.embedding_text().as_bytes()),
+        vector: v,
+    };
+    if let Err(e) = store.put_embeddings(&model, vec![item]).await {
+        tracing::warn!(task = %task.id, error = %e, "could not store the vector of a new task; the worker will retry");
+    }
+}
+
+/// Hybrid search with reasons.
+pub async fn search(
+    store: &dyn Store,
+    semantic: Option<&Semantic>,
+    q: &str,
+    filter: SearchFilter,
+    limit: usize,
+) -> Result<(Vec<SearchHitView>, Vec<String>), ApiError> {
+    let mut warnings = Vec::new();
+    let vector = match embed_now(semantic, q).await {
+        Ok((model, v)) => Some(VectorQuery { model, vector: v }),
+        Err(w) => {
+            warnings.push(w.replace("only text signals were used", "full-text results only"));
+            None
+        }
+    };
+    let hits = store.search_tasks(&SearchRequest { text: q.to_owned(), vector, filter, limit }).await?;
+    let query_terms: Vec<String> = tokens(q).into_iter().map(|t| t.norm).collect();
+    let items = hits
+        .into_iter()
+        .map(|h| {
+            let mut why = Vec::new();
+            if let Some(r) = h.text_rank {
+                let task_terms: Vec<String> =
+                    tokens(&format!("{} {} {}", h.task.title, h.task.description, h.task.labels.join(" ")))
+                        .into_iter()
+                        .map(|t| t.norm)
+                        .collect();
+                let mut shared: Vec<&String> = query_terms.iter().filter(|t| task_terms.contains(t)).collect();
+                shared.dedup();
+                let terms: Vec<&str> = shared.iter().map(|s| s.as_str()).collect();
+                if terms.is_empty() {
+                    why.push(format!("full-text rank {r}"));
+                } else {
+                    why.push(format!("full-text rank {r}: {}", terms.join(", ")));
+                }
+            }
+            if let (Some(r), Some(c)) = (h.vector_rank, h.cosine) {
+                why.push(format!("semantic rank {r}: similarity {c:.2}"));
+            }
+            SearchHitView { task: h.task, score: h.score, why }
+        })
+        .collect();
+    Ok((items, warnings))
+}
+
+/// Embeds tasks whose text has no current vector, one batch; returns how many were embedded.
+pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batch: usize) -> mc_domain::Result<usize> {
+    let jobs = store.pending_embeddings(embedder.model_id(), batch).await?;
+    if jobs.is_empty() {
+        return Ok(0);
+    }
+    let texts: Vec<String> = jobs.iter().map(|j| j.text.clone()).collect();
+    let vectors = embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))?;
+    let items: Vec<Embedded> = jobs
+        .into_iter()
+        .zip(vectors)
+        .map(|(j, vector)| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector })
+        .collect();
+    let n = items.len();
+    store.put_embeddings(embedder.model_id(), items).await?;
+    Ok(n)
+}
+
+/// The embedding worker: fills missing vectors (new texts, or all of them after a model change).
+pub async fn run_embedder(
+    store: Arc<dyn Store>,
+    embedder: Arc<dyn Embedder>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        loop {
+            match embed_pending_once(store.as_ref(), embedder.as_ref(), 32).await {
+                Ok(32) if !*shutdown.borrow() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "embedding worker failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `/search` (hybrid search over tasks), `/overlap` (overlap suggestions for a draft) and
+//! `/tasks/{id}/overlap` (for an existing task).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use mc_api::{ErrorEnvelope, OverlapDraft, OverlapResponse, SearchQuery, SearchResponse};
+use mc_domain::TaskId;
+use mc_domain::input::NewMission;
+use mc_store::SearchFilter;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::path_id;
+use super::tasks::parse_statuses;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery, Ctx};
+use crate::{AppState, overlap};
+
+/// Longest accepted search query, in characters.
+pub const MAX_QUERY_CHARS: usize = 1000;
+/// Most results of one search.
+pub const MAX_SEARCH_LIMIT: usize = 100;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_tasks))
+        .routes(routes!(overlap_for_draft))
+        .routes(routes!(overlap_for_task))
+}
+
+/// Hybrid search over tasks: full-text and semantic results fused by reciprocal rank, with
+/// filters; each hit says why it matched. If the embedder is down, full-text results come back
+/// with a warning.
+#[utoipa::path(get, path = "/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorEnvelope)))]
+pub async fn search_tasks(
+    State(s): State<AppState>,
+    _ctx: Ctx,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<SearchResponse>> {
+    let text = q.q.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_param("q", "must not be empty"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_param("q", format!("must be at most {MAX_QUERY_CHARS} characters")));
+    }
+    let limit = match q.limit {
+        None => 10,
+        Some(l) if (1..=MAX_SEARCH_LIMIT).contains(&l) => l,
+        Some(l) => {
+            return Err(ApiError::bad_param("limit", format!("must be between 1 and {MAX_SEARCH_LIMIT}, got {l}")));
+        }
+    };
+    let labels = q
+        .label
+        .as_deref()
+        .map(|l| l.split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let filter = SearchFilter {
+        mission_id: q.mission_id,
+        kluster_id: q.kluster_id,
+        statuses: parse_statuses(q.status.as_deref())?,
+        labels,
+    };
+    let (items, warnings) = overlap::search(s.store.as_ref(), s.semantic.as_ref(), text, filter, limit).await?;
+    Ok(Json(SearchResponse { items, warnings }))
+}
+
+/// Overlap suggestions for a draft (title, description, paths) in a kluster or mission, without
+/// creating anything.
+#[utoipa::path(post, path = "/overlap", tag = "search", request_body = OverlapDraft,
+    responses((status = 200, body = OverlapResponse), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn overlap_for_draft(
+    State(s): State<AppState>,
+    _ctx: Ctx,
+    body: ApiJson<OverlapDraft>,
+) -> ApiResult<Json<OverlapResponse>> {
+    let d = body.value;
+    // the same checks a create applies to its text
+    let checked = NewMission::parse(&d.title, d.description.as_deref()).map_err(|e| match e {
+        mc_domain::Error::Validation { field, message } if field == "name" => {
+            mc_domain::Error::Validation { field: "title".into(), message }
+        }
+        other => other,
+    })?;
+    let paths = mc_domain::task::check_paths(&d.paths)?;
+    let (mission_id, kluster_id) = match (d.kluster_id, d.mission_id) {
+        (Some(k), _) => {
+            let k = s.store.get_kluster(k).await?;
+            (k.mission_id, Some(k.id))
+        }
+        (None, Some(m)) => (s.store.get_mission(m).await?.id, None),
+        (None, None) => {
+            return Err(ApiError::from(mc_domain::Error::validation("kluster_id", "give kluster_id or mission_id")));
+        }
+    };
+    let draft = overlap::Draft {
+        mission_id,
+        kluster_id,
+        title: checked.name,
+        description: checked.description,
+        paths,
+        exclude: None,
+    };
+    let outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, None).await?;
+    Ok(Json(OverlapResponse { overlap_suggestions: outcome.suggestions, warnings: outcome.warnings }))
+}
+
+/// Overlap suggestions for an existing task, compared with the other live work of its mission.
+#[utoipa::path(get, path = "/tasks/{id}/overlap", tag = "search", params(("id" = String, Path)),
+    responses((status = 200, body = OverlapResponse), (status = 404, body = ErrorEnvelope)))]
+pub async fn overlap_for_task(
+    State(s): State<AppState>,
+    _ctx: Ctx,
+    Path(id): Path<String>,
+) -> ApiResult<Json<OverlapResponse>> {
+    let task = s.store.get_task(path_id::<TaskId>(&id)?).await?;
+    let known = match &s.semantic {
+        Some(sem) => {
+            let model = sem.embedder.model_id().to_owned();
+            s.store.task_embedding(task.id, &model).await?.map(|v| (model, v))
+        }
+        None => None,
+    };
+    let draft = overlap::Draft {
+        mission_id: task.mission_id,
+        kluster_id: Some(task.kluster_id),
+        title: task.title.clone(),
+        description: task.description.clone(),
+        paths: task.paths.clone(),
+        exclude: Some(task.id),
+    };
+    let outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, known).await?;
+    Ok(Json(OverlapResponse { overlap_suggestions: outcome.suggestions, warnings: outcome.warnings }))
+}
