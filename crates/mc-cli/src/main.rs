@@ -1,7 +1,8 @@
 //! `mc`, the one MissionControl binary: `mc server` runs the control plane; every other command
-//! talks to it over HTTP through `mc-client`. Errors end as one `error:` line on stderr (plus a
-//! `hint:` line when there is a next step) and a non-zero exit code: 1 for a refusal by the
-//! server or a failed check, 2 for a command used wrongly, 3 when the server cannot be reached.
+//! talks to it over HTTP through `mc-client`. Errors end as one `error:` line on stderr (plus,
+//! for a refusal that names existing work, a table of it, and a `hint:` line when there is a
+//! next step) and a non-zero exit code: 1 for a refusal by the server or a failed check, 2 for a
+//! command used wrongly, 3 when the server cannot be reached.
 
 mod cli;
 mod commands;
@@ -36,6 +37,9 @@ fn main() -> ExitCode {
             if !message.is_empty() {
                 eprintln!("error: {message}");
             }
+            if let Some(d) = commands::detail(&e) {
+                eprintln!("{d}");
+            }
             if let Some(h) = commands::hint(&e) {
                 eprintln!("hint: {}", one_line(&h));
             }
@@ -51,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mission { cmd } => commands::mission::run(&ctx, cmd).await,
         Command::Kluster { cmd } => commands::kluster::run(&ctx, cmd).await,
         Command::Task { cmd } => commands::task::run(&ctx, cmd).await,
+        Command::Search(args) => commands::search::run(&ctx, args).await,
         Command::Ledger { cmd } => commands::ledger::run(&ctx, cmd).await,
         Command::System { cmd } => commands::system::run(&ctx, cmd).await,
         Command::Version => {

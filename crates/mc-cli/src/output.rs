@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
-use mc_api::{Kluster, LedgerEvent, Mission, Task};
+use mc_api::{Kluster, LedgerEvent, Mission, OverlapRelation, OverlapSuggestion, SearchHitView, Task};
 use serde::Serialize;
 
 /// Prints one line (or block) on stdout. Unlike `println!` it returns an error instead of
@@ -21,6 +21,18 @@ pub fn line(s: impl fmt::Display) -> anyhow::Result<()> {
 /// Prints `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     line(serde_json::to_string_pretty(value)?)
+}
+
+/// A warning from the server, as printed on stderr.
+pub fn warning_line(w: &str) -> String {
+    format!("warning: {}", w.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Prints the server's warnings on stderr, one `warning:` line each.
+pub fn warnings(items: &[String]) {
+    for w in items {
+        eprintln!("{}", warning_line(w));
+    }
 }
 
 /// Whether an error is stdout having been closed by the reader.
@@ -197,6 +209,61 @@ pub fn ledger(items: &[LedgerEvent]) -> String {
     )
 }
 
+/// Existing work that overlaps a new or draft task, best first, with why the top one matched.
+pub fn suggestions(items: &[OverlapSuggestion]) -> String {
+    if items.is_empty() {
+        return "no overlap found".into();
+    }
+    let t = table(
+        &["RELATION", "SCORE", "ID", "STATUS", "HOLDER", "TITLE"],
+        items
+            .iter()
+            .map(|s| {
+                vec![
+                    relation(s.relation).into(),
+                    format!("{:.2}", s.score),
+                    s.id.clone(),
+                    s.status.clone(),
+                    s.holder.clone().unwrap_or_else(|| "-".into()),
+                    s.title.clone(),
+                ]
+            })
+            .collect(),
+    );
+    match items.first().filter(|s| !s.reasons.is_empty()) {
+        Some(top) => format!("{t}\ntop match: {}", top.reasons.join("; ")),
+        None => t,
+    }
+}
+
+fn relation(r: OverlapRelation) -> &'static str {
+    match r {
+        OverlapRelation::Duplicate => "duplicate",
+        OverlapRelation::Related => "related",
+    }
+}
+
+pub fn search_hits(items: &[SearchHitView]) -> String {
+    if items.is_empty() {
+        return "no matching tasks".into();
+    }
+    table(
+        &["SCORE", "ID", "STATUS", "TITLE", "WHY"],
+        items
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("{:.4}", h.score),
+                    h.task.id.to_string(),
+                    h.task.status.as_str().into(),
+                    h.task.title.clone(),
+                    if h.why.is_empty() { "-".into() } else { h.why.join("; ") },
+                ]
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +278,32 @@ mod tests {
             ],
         );
         assert_eq!(t, "ID   STATUS       TITLE\na    open         First\nbbb  in_progress  Second one");
+    }
+
+    #[test]
+    fn suggestions_show_a_table_and_why_the_top_one_matched() {
+        let s = |id: &str, relation, score, holder: Option<&str>, reasons: &[&str]| OverlapSuggestion {
+            id: id.into(),
+            kind: "task".into(),
+            title: format!("Task {id}"),
+            status: "open".into(),
+            holder: holder.map(str::to_owned),
+            relation,
+            score,
+            reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        let out = suggestions(&[
+            s("a", OverlapRelation::Duplicate, 0.966, Some("bob"), &["shared wording 100%", "same kluster"]),
+            s("b", OverlapRelation::Related, 0.4, None, &["different environment: staging vs production"]),
+        ]);
+        assert_eq!(
+            out,
+            "RELATION   SCORE  ID  STATUS  HOLDER  TITLE\n\
+             duplicate  0.97   a   open    bob     Task a\n\
+             related    0.40   b   open    -       Task b\n\
+             top match: shared wording 100%; same kluster"
+        );
+        assert_eq!(suggestions(&[]), "no overlap found");
     }
 
     #[test]

@@ -24,6 +24,9 @@ const MC_VARS: &[&str] = &[
     "MC_DATA_DIR",
     "MC_MAX_BODY_BYTES",
     "MC_SQLITE_SYNC",
+    "MC_EMBEDDINGS",
+    "MC_EMBEDDINGS_URL",
+    "MC_EMBEDDINGS_MODEL",
     "MC_LOG",
     "RUST_LOG",
 ];
@@ -51,6 +54,7 @@ struct Server {
 
 impl Server {
     /// Starts `mc server` on a free port with its data in `dir/data`; `token` becomes MC_TOKEN.
+    /// Embeddings are off: overlap and search judge on wording only, fast and deterministic.
     fn start(dir: &Path, token: Option<&str>) -> Server {
         // The port is free when picked but could be taken before the server binds: retry.
         for attempt in 0..3 {
@@ -59,6 +63,7 @@ impl Server {
             let mut cmd = command();
             cmd.args(["server", "--listen", &addr, "--data-dir"])
                 .arg(dir.join("data"))
+                .env("MC_EMBEDDINGS", "off")
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(&log).expect("server log file"));
             if let Some(t) = token {
@@ -280,7 +285,12 @@ fn a_task_goes_through_its_lifecycle_with_remembered_fencing_tokens() {
     assert_eq!(a["status"], "open");
     let b_id = id_of(&mc.json(&["task", "create", "--kluster", &kluster, "Implement refunds", "--depends-on", &a_id]));
 
-    // --json prints the API's body: `show` of an unchanged task equals what `create` printed.
+    // --json prints the API's body: `show` of an unchanged task equals what `create` printed, less
+    // the overlap found before creating it.
+    let mut a = a;
+    let created = a.as_object_mut().expect("an object");
+    assert_eq!(created.remove("overlap_suggestions"), Some(serde_json::json!([])));
+    created.remove("warnings");
     assert_eq!(mc.json(&["task", "show", &a_id]), a);
     let listed = mc.json(&["task", "list", "--kluster", &kluster]);
     let ids: Vec<_> = listed["items"].as_array().expect("items").iter().map(id_of).collect();
@@ -522,6 +532,204 @@ fn missions_and_klusters_list_as_tables_and_creates_are_idempotent_by_key() {
     let shown = mc.run(&["kluster", "show", &kluster]).ok();
     assert!(shown.starts_with(&format!("id           {kluster}\nname         API\n")), "{shown}");
     assert_eq!(mc.run(&["kluster", "update", &kluster]).code, 2, "nothing to update is a usage error");
+}
+
+/// Ids of the tasks of a kluster.
+fn task_ids(mc: &Mc, kluster: &str) -> Vec<String> {
+    mc.json(&["task", "list", "--kluster", kluster])["items"].as_array().expect("items").iter().map(id_of).collect()
+}
+
+#[test]
+fn a_duplicate_task_is_refused_until_acknowledged_and_the_ledger_records_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, _mission, kluster) = setup(&dir);
+
+    let first = mc.json(&["task", "create", "--kluster", &kluster, "Add retries to the payment webhook"]);
+    let first_id = id_of(&first);
+    assert_eq!(first["overlap_suggestions"], serde_json::json!([]), "{first}");
+    // Without an embedder the server judges on wording and says so.
+    assert!(!first["warnings"].as_array().expect("warnings").is_empty(), "{first}");
+
+    // The same title again: refused, naming the first task, with the suggestion table and a hint.
+    let r = mc.run(&["task", "create", "--kluster", &kluster, "Add retries to the payment webhook"]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert_eq!(r.stdout, "", "{r:#?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(lines[0].starts_with("error: "), "{r:#?}");
+    assert!(lines[0].contains("overlap_detected"), "{r:#?}");
+    assert!(lines[0].contains(&first_id), "{r:#?}");
+    assert_eq!(lines.iter().filter(|l| l.starts_with("error: ")).count(), 1, "{r:#?}");
+    let rows = table(&r.stderr);
+    assert_eq!(rows[1], ["RELATION", "SCORE", "ID", "STATUS", "HOLDER", "TITLE"], "{r:#?}");
+    assert_eq!(rows[2][0], "duplicate", "{r:#?}");
+    assert_eq!(rows[2][2..], [first_id.as_str(), "open", "-", "Add retries to the payment webhook"], "{r:#?}");
+    assert!(lines[3].starts_with("top match: "), "{r:#?}");
+    assert_eq!(
+        lines.last().copied(),
+        Some("hint: reuse that task, or pass --acknowledge-overlap to create anyway"),
+        "{r:#?}"
+    );
+    assert_eq!(task_ids(&mc, &kluster), [first_id.clone()], "nothing was created");
+
+    // Acknowledged: created, the duplicate reported, and the ledger records the acknowledgement.
+    let second = mc.json(&[
+        "task",
+        "create",
+        "--kluster",
+        &kluster,
+        "Add retries to the payment webhook",
+        "--acknowledge-overlap",
+    ]);
+    let second_id = id_of(&second);
+    assert_eq!(second["title"], "Add retries to the payment webhook");
+    assert_eq!(second["overlap_suggestions"][0]["id"], first_id.as_str(), "{second}");
+    assert_eq!(second["overlap_suggestions"][0]["relation"], "duplicate", "{second}");
+    assert_eq!(task_ids(&mc, &kluster), [first_id.clone(), second_id.clone()]);
+
+    let action = "task.create.overlap_acknowledged";
+    let events = mc.json(&["ledger", "list", "--action", action]);
+    let events = events["items"].as_array().expect("items");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["entity_id"], second_id.as_str());
+    let out = mc.run(&["ledger", "list", "--action", action]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["SEQ", "AT", "ACTOR", "ACTION", "ENTITY"], "{out}");
+    assert_eq!(rows[1][3..], [action.to_owned(), format!("task {second_id}")], "{out}");
+    assert_eq!(rows.len(), 2, "{out}");
+}
+
+#[test]
+fn a_related_task_is_created_with_the_suggestion_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, _mission, kluster) = setup(&dir);
+    let staging = id_of(&mc.json(&["task", "create", "--kluster", &kluster, "Create Helm chart for staging"]));
+
+    let r = mc.run(&["task", "create", "--kluster", &kluster, "Create Helm chart for production"]);
+    let out = r.stdout.clone();
+    assert_eq!(r.code, 0, "{r:#?}");
+    assert!(out.starts_with("id "), "the task block comes first: {out}");
+    assert!(out.contains("title          Create Helm chart for production\n"), "{out}");
+    let (_block, rest) = out.split_once("\n\n").unwrap_or_else(|| panic!("no suggestions after the block: {out}"));
+    let rows = table(rest);
+    assert_eq!(rows[0], ["RELATION", "SCORE", "ID", "STATUS", "HOLDER", "TITLE"], "{out}");
+    assert_eq!(rows[1][0], "related", "{out}");
+    assert_eq!(rows[1][2..], [staging.as_str(), "open", "-", "Create Helm chart for staging"], "{out}");
+    let score: f32 = rows[1][1].parse().expect("a score");
+    assert!((0.0..=1.0).contains(&score), "{out}");
+    let lines: Vec<&str> = rest.lines().collect();
+    assert_eq!(lines.len(), 3, "one suggestion, then why: {out}");
+    assert!(lines[2].starts_with("top match: "), "{out}");
+    // The server's warnings go to stderr, one line each, not into the output.
+    assert!(!r.stderr.is_empty() && r.stderr.lines().all(|l| l.starts_with("warning: ")), "{r:#?}");
+    assert!(!out.contains("warning"), "{out}");
+}
+
+#[test]
+fn task_check_and_task_overlap_find_duplicates_without_creating_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, mission, kluster) = setup(&dir);
+    let first = id_of(&mc.json(&["task", "create", "--kluster", &kluster, "Rotate the database credentials"]));
+
+    // Nothing else yet: the task overlaps nothing.
+    assert_eq!(mc.run(&["task", "overlap", &first]).ok().trim(), "no overlap found");
+    assert_eq!(mc.json(&["task", "overlap", &first])["overlap_suggestions"], serde_json::json!([]));
+
+    // A draft with the same title is a duplicate; checking it creates nothing.
+    let out = mc.run(&["task", "check", "--kluster", &kluster, "Rotate the database credentials"]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["RELATION", "SCORE", "ID", "STATUS", "HOLDER", "TITLE"], "{out}");
+    assert_eq!(rows[1][0], "duplicate", "{out}");
+    assert_eq!(rows[1][2], first, "{out}");
+    assert!(out.lines().nth(2).is_some_and(|l| l.starts_with("top match: ")), "{out}");
+    let v = mc.json(&[
+        "task",
+        "check",
+        "--mission",
+        &mission,
+        "Rotate the database credentials",
+        "--description",
+        "quarterly",
+        "--path",
+        "ops/**",
+    ]);
+    assert_eq!(v["overlap_suggestions"][0]["id"], first.as_str(), "{v}");
+    assert_eq!(v["overlap_suggestions"][0]["kind"], "task", "{v}");
+    assert!(v["overlap_suggestions"][0]["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+    assert_eq!(task_ids(&mc, &kluster), [first.clone()], "a check creates nothing");
+    let out = mc.run(&["task", "check", "--kluster", &kluster, "Translate the onboarding emails to German"]).ok();
+    assert_eq!(out.trim(), "no overlap found");
+
+    // Scope is required, and one only; a missing kluster is the server's 404.
+    assert_eq!(mc.run(&["task", "check", "Rotate"]).code, 2);
+    assert_eq!(mc.run(&["task", "check", "--kluster", &kluster, "--mission", &mission, "Rotate"]).code, 2);
+    let missing = "01a21317-0000-7000-8000-000000000000";
+    assert!(mc.run(&["task", "check", "--kluster", missing, "Rotate"]).fails(1).contains("not_found"));
+
+    // Once a duplicate exists, the existing task overlaps it.
+    let second = id_of(&mc.json(&[
+        "task",
+        "create",
+        "--kluster",
+        &kluster,
+        "Rotate the database credentials",
+        "--acknowledge-overlap",
+    ]));
+    let v = mc.json(&["task", "overlap", &first]);
+    let ids: Vec<&str> =
+        v["overlap_suggestions"].as_array().expect("suggestions").iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, [second.as_str()], "{v}");
+}
+
+#[test]
+fn search_finds_tasks_by_a_word_of_their_title_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, mission, kluster) = setup(&dir);
+    let helm = id_of(&mc.json(&["task", "create", "--kluster", &kluster, "Create Helm chart for staging"]));
+    let creds = id_of(&mc.json(&[
+        "task",
+        "create",
+        "--kluster",
+        &kluster,
+        "Rotate the database credentials",
+        "--label",
+        "ops",
+    ]));
+
+    let r = mc.run(&["search", "helm"]);
+    assert_eq!(r.code, 0, "{r:#?}");
+    let rows = table(&r.stdout);
+    assert_eq!(rows[0], ["SCORE", "ID", "STATUS", "TITLE", "WHY"], "{r:#?}");
+    assert_eq!(rows.len(), 2, "{r:#?}");
+    assert_eq!(rows[1][1..4], [helm.as_str(), "open", "Create Helm chart for staging"], "{r:#?}");
+    assert!(rows[1][4].contains("helm"), "the WHY column names the matched term: {r:#?}");
+    assert!(r.stderr.lines().all(|l| l.starts_with("warning: ")), "{r:#?}");
+
+    // Several words are one query; --json prints the response.
+    let v = mc.json(&["search", "database", "credentials", "--mission", &mission]);
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items[0]["task"]["id"], creds.as_str(), "{v}");
+    assert!(items[0]["score"].as_f64().is_some_and(|s| s > 0.0), "{v}");
+    let why = items[0]["why"].as_array().expect("why");
+    assert!(why.iter().any(|w| w.as_str().is_some_and(|w| w.contains("credentials"))), "{v}");
+    assert!(!v["warnings"].as_array().expect("warnings").is_empty(), "wording only, and said so: {v}");
+
+    // Filters.
+    let none = mc.json(&["search", "helm", "--status", "done"]);
+    assert_eq!(none["items"], serde_json::json!([]));
+    assert_eq!(mc.run(&["search", "helm", "--status", "done"]).ok().trim(), "no matching tasks");
+    assert_eq!(mc.json(&["search", "helm", "--label", "ops"])["items"], serde_json::json!([]));
+    let v = mc.json(&["search", "rotate", "--label", "ops", "--kluster", &kluster, "--limit", "1"]);
+    assert_eq!(v["items"].as_array().expect("items").len(), 1);
+
+    // An empty query is refused with one error line; so is a limit out of range.
+    let r = mc.run(&["search", ""]);
+    assert_ne!(r.code, 0);
+    let line = r.fails(2);
+    assert_eq!(line, "error: the search query is empty");
+    assert_eq!(r.stderr.lines().filter(|l| l.starts_with("error: ")).count(), 1, "{r:#?}");
+    assert_eq!(mc.run(&["search", "  "]).code, 2);
+    assert_eq!(mc.run(&["search"]).code, 2);
+    assert_eq!(mc.run(&["search", "helm", "--limit", "101"]).code, 2);
 }
 
 #[test]

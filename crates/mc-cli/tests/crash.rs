@@ -36,6 +36,7 @@ async fn start(data: &Path) -> Server {
         .arg(data)
         .env("MC_TOKEN", TOKEN)
         .env("MC_LOG", "warn")
+        .env("MC_EMBEDDINGS", "off")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use mc_api::ErrorEnvelope;
+use mc_api::{ErrorEnvelope, OverlapSuggestion};
 use serde_json::Value;
+
+/// Error code of a create refused because a duplicate of the new item exists.
+pub const OVERLAP_DETECTED: &str = "overlap_detected";
 
 /// Longest server-supplied text kept in a message built from a body that is not an envelope.
 const MAX_RAW_MESSAGE_CHARS: usize = 200;
@@ -49,6 +52,20 @@ impl ClientError {
             Self::Api { details, .. } => details,
             _ => &NULL,
         }
+    }
+
+    /// The existing work behind an `overlap_detected` refusal of a create, best match first;
+    /// `None` for any other error (or details that do not carry suggestions).
+    pub fn overlap_suggestions(&self) -> Option<Vec<OverlapSuggestion>> {
+        if self.code() != Some(OVERLAP_DETECTED) {
+            return None;
+        }
+        serde_json::from_value(self.details().get("overlap_suggestions")?.clone()).ok()
+    }
+
+    /// Warnings attached to an API error's details (e.g. the embedder was unreachable).
+    pub fn warnings(&self) -> Vec<String> {
+        self.details().get("warnings").and_then(|w| serde_json::from_value(w.clone()).ok()).unwrap_or_default()
     }
 
     /// Whether the server refused the bearer token (or its absence).
@@ -149,6 +166,29 @@ mod tests {
         }
         assert_eq!(e.to_string(), "task t is held by bob until 10:00:00Z (task_held, HTTP 409)");
         assert_eq!(e.code(), Some("task_held"));
+    }
+
+    #[test]
+    fn an_overlap_refusal_carries_its_suggestions_and_warnings() {
+        let body = br#"{"error":{"code":"overlap_detected","message":"this looks like a duplicate of task t","details":{
+            "overlap_suggestions":[{"id":"t","kind":"task","title":"Add retries","status":"claimed","holder":"bob",
+                "relation":"duplicate","score":0.97,"reasons":["shared wording 100%","same kluster"]}],
+            "warnings":["no embedder is configured; only text signals were used"]}}}"#;
+        let e = ClientError::from_response(409, None, body);
+        assert_eq!(e.code(), Some(OVERLAP_DETECTED));
+        let s = e.overlap_suggestions().expect("suggestions");
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].id.as_str(), s[0].holder.as_deref()), ("t", Some("bob")));
+        assert_eq!(s[0].relation, mc_api::OverlapRelation::Duplicate);
+        assert_eq!(s[0].reasons, ["shared wording 100%", "same kluster"]);
+        assert_eq!(e.warnings(), ["no embedder is configured; only text signals were used"]);
+
+        // Other codes have no suggestions even with a look-alike body; no warnings is empty.
+        let other = br#"{"error":{"code":"conflict","message":"m","details":{"overlap_suggestions":[]}}}"#;
+        let e = ClientError::from_response(409, None, other);
+        assert!(e.overlap_suggestions().is_none());
+        assert!(e.warnings().is_empty());
+        assert!(ClientError::Transport("down".into()).overlap_suggestions().is_none());
     }
 
     #[test]

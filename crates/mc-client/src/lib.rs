@@ -8,9 +8,10 @@ use std::fmt;
 use std::time::Duration;
 
 use mc_api::{
-    AGENT_HEADER, ClaimNextResponse, ClaimTask, CreateKluster, CreateMission, CreateTask, FencedRequest, Health,
-    HeartbeatTask, Kluster, LedgerEvent, LedgerQuery, LedgerVerification, Mission, Page, Readiness, ReadyQuery,
-    ScopeListQuery, SystemInfo, Task, TaskListQuery, TransitionTask, UpdateScope, UpdateTask, WhoAmI,
+    AGENT_HEADER, ClaimNextResponse, ClaimTask, CreateKluster, CreateMission, CreateTask, CreatedTask, FencedRequest,
+    Health, HeartbeatTask, Kluster, LedgerEvent, LedgerQuery, LedgerVerification, Mission, OverlapDraft,
+    OverlapResponse, Page, Readiness, ReadyQuery, ScopeListQuery, SearchQuery, SearchResponse, SystemInfo, Task,
+    TaskListQuery, TransitionTask, UpdateScope, UpdateTask, WhoAmI,
 };
 use mc_domain::{AgentId, KlusterId, MissionId, TaskId};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -18,7 +19,7 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use error::ClientError;
+pub use error::{ClientError, OVERLAP_DETECTED};
 
 /// How long to wait for a TCP (and TLS) connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,6 +92,12 @@ impl<'a> Call<'a> {
 
     fn no_retry(mut self) -> Self {
         self.retry = false;
+        self
+    }
+
+    /// Marks a request that changes nothing (a POST carrying a query) as safe to repeat.
+    fn read_only(mut self) -> Self {
+        self.retry = true;
         self
     }
 }
@@ -311,7 +318,11 @@ impl Client {
 
     // ---- tasks ----
 
-    pub async fn create_task(&self, body: &CreateTask) -> Result<Task> {
+    /// `POST /api/v1/tasks`: the created task with the overlap found before it was created. A
+    /// strong duplicate refuses the create unless `acknowledge_overlap` is set: an API error
+    /// `overlap_detected` (HTTP 409) whose details carry the suggestions (see
+    /// [`ClientError::overlap_suggestions`]).
+    pub async fn create_task(&self, body: &CreateTask) -> Result<CreatedTask> {
         self.send(self.create_call("/api/v1/tasks", body)?).await
     }
 
@@ -350,6 +361,24 @@ impl Client {
 
     pub async fn complete_task(&self, id: TaskId, body: &FencedRequest) -> Result<Task> {
         self.send(Call::new(Method::POST, &format!("/api/v1/tasks/{id}/complete")).json(body)?).await
+    }
+
+    // ---- search and overlap ----
+
+    /// `GET /api/v1/search`: hybrid (full-text and semantic) search over tasks, each hit with why
+    /// it matched; `warnings` say when only full-text results could be given.
+    pub async fn search(&self, q: &SearchQuery) -> Result<SearchResponse> {
+        self.send(Call::new(Method::GET, "/api/v1/search").query(q)?).await
+    }
+
+    /// `POST /api/v1/overlap`: the existing work a draft task overlaps; creates nothing.
+    pub async fn overlap_draft(&self, body: &OverlapDraft) -> Result<OverlapResponse> {
+        self.send(Call::new(Method::POST, "/api/v1/overlap").json(body)?.read_only()).await
+    }
+
+    /// `GET /api/v1/tasks/{id}/overlap`: the other live work of its mission an existing task overlaps.
+    pub async fn task_overlap(&self, id: TaskId) -> Result<OverlapResponse> {
+        self.send(Call::new(Method::GET, &format!("/api/v1/tasks/{id}/overlap"))).await
     }
 
     // ---- ledger ----
@@ -423,6 +452,13 @@ mod tests {
         let q = ScopeListQuery { include_archived: Some(true), ..Default::default() };
         assert_eq!(query_pairs(&q).expect("encodes"), vec![("include_archived".to_owned(), "true".to_owned())]);
         assert!(query_pairs(&LedgerQuery::default()).expect("encodes").is_empty());
+        let q = SearchQuery { q: "helm chart".into(), label: Some("ops,infra".into()), ..Default::default() };
+        let mut pairs = query_pairs(&q).expect("encodes");
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            vec![("label".to_owned(), "ops,infra".to_owned()), ("q".to_owned(), "helm chart".to_owned())]
+        );
     }
 
     #[test]
@@ -544,6 +580,82 @@ mod tests {
             assert_eq!(header(h, "authorization"), Some("bearer tok"));
             assert_eq!(header(h, AGENT_HEADER), Some("agent-7"));
         }
+    }
+
+    fn response(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn sample_task() -> Task {
+        let now = chrono::Utc::now();
+        Task {
+            id: TaskId::new(),
+            mission_id: MissionId::new(),
+            kluster_id: KlusterId::new(),
+            title: "Create Helm chart for staging".into(),
+            description: String::new(),
+            status: mc_domain::TaskStatus::Open,
+            priority: mc_domain::Priority::default(),
+            labels: Vec::new(),
+            paths: Vec::new(),
+            depends_on: Vec::new(),
+            lease: None,
+            fencing_token: 0,
+            created_by: "admin".into(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_created_task_comes_back_with_its_overlap_suggestions() {
+        let task = sample_task();
+        let mut body = serde_json::to_value(&task).expect("json");
+        body["overlap_suggestions"] = serde_json::json!([{"id":"x","kind":"task","title":"Create Helm chart for production",
+            "status":"open","holder":null,"relation":"related","score":0.4,"reasons":["different environment"]}]);
+        body["warnings"] = serde_json::json!(["judged on wording"]);
+        let (addr, server) = flaky_server(0, response("201 Created", &body.to_string()));
+        let c = Client::new(&addr, None, None).expect("client");
+        let create = CreateTask {
+            kluster_id: task.kluster_id,
+            title: task.title.clone(),
+            description: None,
+            priority: None,
+            depends_on: Vec::new(),
+            paths: Vec::new(),
+            labels: Vec::new(),
+            acknowledge_overlap: Some(true),
+        };
+        let got = c.create_task(&create).await.expect("created");
+        assert_eq!(got.task, task);
+        assert_eq!(got.overlap_suggestions.len(), 1);
+        assert_eq!(got.overlap_suggestions[0].relation, mc_api::OverlapRelation::Related);
+        assert_eq!(got.warnings, ["judged on wording"]);
+        let heads = server.join().expect("server thread");
+        assert!(heads[0].starts_with("post /api/v1/tasks http/1.1"), "{}", heads[0]);
+    }
+
+    #[tokio::test]
+    async fn an_overlap_check_cut_off_mid_request_is_retried() {
+        let body = r#"{"overlap_suggestions":[]}"#;
+        let (addr, server) = flaky_server(1, response("200 OK", body));
+        let c = Client::new(&addr, None, None).expect("client");
+        let draft = OverlapDraft {
+            kluster_id: Some(KlusterId::new()),
+            mission_id: None,
+            title: "t".into(),
+            description: None,
+            paths: Vec::new(),
+        };
+        let got = c.overlap_draft(&draft).await.expect("retried");
+        assert!(got.overlap_suggestions.is_empty() && got.warnings.is_empty());
+        let heads = server.join().expect("server thread");
+        assert_eq!(heads.len(), 2, "one retry");
+        assert!(heads.iter().all(|h| h.starts_with("post /api/v1/overlap http/1.1")), "{heads:?}");
+        assert_eq!(header(&heads[0], IDEMPOTENCY_HEADER), None, "a check creates nothing: no key");
     }
 
     #[tokio::test]

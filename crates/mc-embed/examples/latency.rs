@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use mc_embed::{Embedder, MiniLmDirEmbedder, PocketEmbedder};
+use mc_embed::{EmbedError, Embedder, MiniLmDirEmbedder, PocketEmbedder};
 
 const SENTENCES: [&str; 8] = [
     "Fix the flaky login test",
@@ -20,18 +20,18 @@ const SENTENCES: [&str; 8] = [
 
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
-    xs[xs.len() / 2]
+    xs.get(xs.len() / 2).copied().unwrap_or_default()
 }
 
-async fn measure(name: &str, e: &dyn Embedder, load: Duration) {
+async fn measure(name: &str, e: &dyn Embedder, load: Duration) -> Result<(), EmbedError> {
     let texts: Vec<String> = SENTENCES.iter().map(|s| s.to_string()).collect();
     // Warm-up: first call pays for lazy loading (already done) and allocator/thread-pool start-up.
-    e.embed(&texts[..1]).await.expect("warm-up");
+    e.embed(&texts[..1]).await?;
     let mut singles = Vec::new();
     for i in 0..40 {
         let text = [texts[i % texts.len()].clone()];
         let start = Instant::now();
-        e.embed(&text).await.expect("single");
+        e.embed(&text).await?;
         singles.push(start.elapsed());
     }
     println!("{name}: model id {}, dim {}, load {:.1} ms", e.model_id(), e.dim(), load.as_secs_f64() * 1e3);
@@ -41,28 +41,30 @@ async fn measure(name: &str, e: &dyn Embedder, load: Duration) {
         let mut per_text = Vec::new();
         for _ in 0..5 {
             let start = Instant::now();
-            e.embed(&batch).await.expect("batch");
+            e.embed(&batch).await?;
             per_text.push(start.elapsed() / size as u32);
         }
         println!("  batch of {size}: median {:.2} ms per text over 5 runs", median(per_text).as_secs_f64() * 1e3);
     }
+    Ok(())
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), EmbedError> {
     let pocket = PocketEmbedder::new();
     let start = Instant::now();
-    pocket.load().await.expect("bundled model");
-    measure("pocket-encoder", &pocket, start.elapsed()).await;
+    pocket.load().await?;
+    measure("pocket-encoder", &pocket, start.elapsed()).await?;
 
     let dir = std::env::args().nth(1).or_else(|| std::env::var("MC_TEST_MINILM_DIR").ok()).filter(|d| !d.is_empty());
     match dir {
         Some(dir) => {
-            let minilm = MiniLmDirEmbedder::new(&dir).expect("model dir");
+            let minilm = MiniLmDirEmbedder::new(&dir)?;
             let start = Instant::now();
-            minilm.load().await.expect("load model dir");
-            measure("minilm-dir", &minilm, start.elapsed()).await;
+            minilm.load().await?;
+            measure("minilm-dir", &minilm, start.elapsed()).await?;
         }
         None => println!("minilm-dir: skipped (pass a model directory or set MC_TEST_MINILM_DIR)"),
     }
+    Ok(())
 }

@@ -98,7 +98,21 @@ impl MiniLmDirEmbedder {
         // A failed load is remembered: the files are local, retrying would re-read ~90 MB for the same error.
         self.inner
             .loaded
-            .get_or_init(|| load(&self.inner.dir, &self.inner.config))
+            .get_or_init(|| {
+                let start = std::time::Instant::now();
+                let loaded = load(&self.inner.dir, &self.inner.config);
+                match &loaded {
+                    Ok(_) => tracing::info!(
+                        model_id = %self.inner.model_id,
+                        elapsed_ms = start.elapsed().as_millis() as u64,
+                        "embedding model loaded"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(model_id = %self.inner.model_id, error = %e, "embedding model failed to load")
+                    }
+                }
+                loaded
+            })
             .as_ref()
             .map_err(|e| EmbedError::Invalid(e.clone()))
     }

@@ -15,8 +15,9 @@ use serde::Deserialize;
 
 use crate::{EmbedError, Embedder, check_texts, l2_normalize};
 
-/// Texts per HTTP request (OpenAI accepts up to 2048; smaller requests stay well inside the request timeout).
-pub const REQUEST_CHUNK: usize = 128;
+/// Texts per HTTP request. OpenAI accepts up to 2048, but a local server on a CPU (Ollama with a larger model:
+/// 50–200 ms per text) must answer each request within [`REQUEST_TIMEOUT`].
+pub const REQUEST_CHUNK: usize = 32;
 /// Connection timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Timeout for one whole request, response body included.

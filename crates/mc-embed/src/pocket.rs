@@ -48,7 +48,13 @@ impl PocketEmbedder {
         if let Some(encoder) = self.encoder.get() {
             return Ok(encoder);
         }
+        let start = std::time::Instant::now();
         let encoder = pocket_encoder::Encoder::new().map_err(|e| EmbedError::Invalid(format!("bundled model: {e}")))?;
+        tracing::info!(
+            model_id = POCKET_MODEL_ID,
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "embedding model loaded"
+        );
         Ok(self.encoder.get_or_init(|| encoder))
     }
 
@@ -56,7 +62,8 @@ impl PocketEmbedder {
         let encoder = self.encoder()?;
         let mut out = Vec::with_capacity(texts.len());
         for chunk in texts.chunks(CHUNK) {
-            let chunk: Vec<&str> = chunk.iter().map(|t| truncate_bytes(t, MAX_TEXT_BYTES)).collect();
+            // Leading whitespace does not change the tokens; dropping it keeps a cut text from turning blank.
+            let chunk: Vec<&str> = chunk.iter().map(|t| truncate_bytes(t.trim_start(), MAX_TEXT_BYTES)).collect();
             let vectors = encoder.embed(&chunk).map_err(|e| EmbedError::Invalid(format!("bundled model: {e}")))?;
             out.extend(vectors);
         }
@@ -83,8 +90,9 @@ impl Embedder for PocketEmbedder {
     }
 
     fn dim(&self) -> usize {
-        // Read from the bundled metadata; does not load weights.
-        pocket_encoder::model_info().dimensions
+        // From the bundled metadata (parsed once); does not load weights.
+        static DIM: OnceLock<usize> = OnceLock::new();
+        *DIM.get_or_init(|| pocket_encoder::model_info().dimensions)
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

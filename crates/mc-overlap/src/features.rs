@@ -168,6 +168,12 @@ impl PairFeatures {
         (1..=3).contains(&a) && (1..=3).contains(&b) && self.lexical >= 0.35
     }
 
+    /// No object word on either side lacks a match, nothing was swapped, and most wording is
+    /// shared: the texts say the same thing.
+    pub fn nothing_differs(&self) -> bool {
+        self.only_a.is_empty() && self.only_b.is_empty() && self.slot_swap.is_none() && self.lexical >= 0.75
+    }
+
     /// The numeric vector the calibrated models read (see `model::FEATURES`).
     pub fn vector(&self) -> Vec<f32> {
         let c = self.cosine.clamp(-1.0, 1.0);
@@ -229,5 +235,9 @@ mod tests {
         let same = f("Add caching to the admin API", "Add caching to the admin API");
         assert!((same.lexical - 1.0).abs() < 1e-6);
         assert!(same.only_a.is_empty() && same.only_b.is_empty());
+        assert!(same.nothing_differs());
+        assert!(f("Add caching to the admin API.", "add caching to admin APIs").nothing_differs());
+        assert!(!f("Add caching to the admin API", "Add rate limits to the admin API").nothing_differs());
+        assert!(!f("Create Helm chart for staging", "Create Helm chart for production").nothing_differs());
     }
 }

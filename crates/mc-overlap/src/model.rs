@@ -106,7 +106,12 @@ pub struct Verdict {
 impl ScorerModel {
     pub fn judge(&self, f: &PairFeatures) -> Verdict {
         let x = f.vector();
-        let p_dup = self.duplicate.probability(&x);
+        let mut p_dup = self.duplicate.probability(&x);
+        // Nothing differs between the two texts but wording: that is the same work, whatever the
+        // labelled pairs (which hold no near-verbatim duplicates) taught the model.
+        if f.nothing_differs() && f.cosine >= 0.8 {
+            p_dup = p_dup.max(0.99);
+        }
         let p_surface = self.surface.probability(&x);
         let relation = if p_dup >= self.duplicate_threshold {
             Some(Relation::Duplicate)

@@ -240,7 +240,6 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("envs", "environment"),
     ("prod", "production"),
     ("stg", "staging"),
-    ("e2e", "end-to-end"),
     ("i18n", "internationalization"),
     ("internationalise", "internationalization"),
     ("internationalize", "internationalization"),
@@ -270,7 +269,6 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("dependencies", "dependency"),
     ("pr", "pull-request"),
     ("prs", "pull-request"),
-    ("ttl", "time-to-live"),
     ("telephone", "phone"),
     ("hyperlink", "link"),
     ("hyperlinks", "link"),
@@ -281,9 +279,6 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("mongo", "mongodb"),
     ("es", "elasticsearch"),
     ("gcp", "google-cloud"),
-    ("mfa", "two-factor"),
-    ("2fa", "two-factor"),
-    ("sso", "single-sign-on"),
     ("stylesheet", "css"),
     ("stylesheets", "css"),
     ("fe", "frontend"),
@@ -305,6 +300,107 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("modify", "update"),
     ("catalog", "catalogue"),
 ];
+
+/// Common acronyms of software work and what they stand for. Both the lexical signals and the
+/// embedded text see the expansion, so "RBAC" meets "role-based access control".
+const ACRONYMS: &[(&str, &str)] = &[
+    ("abac", "attribute-based access control"),
+    ("acl", "access control list"),
+    ("adr", "architecture decision record"),
+    ("apm", "application performance monitoring"),
+    ("cd", "continuous delivery"),
+    ("cdn", "content delivery network"),
+    ("ci", "continuous integration"),
+    ("cli", "command line"),
+    ("cls", "cumulative layout shift"),
+    ("cors", "cross-origin resource sharing"),
+    ("cpu", "processor"),
+    ("creds", "credentials"),
+    ("crud", "create read update delete"),
+    ("csrf", "cross-site request forgery"),
+    ("csv", "comma-separated values"),
+    ("dag", "directed acyclic graph"),
+    ("ddl", "schema definition"),
+    ("dns", "domain name system"),
+    ("dx", "developer experience"),
+    ("etl", "extract transform load"),
+    ("faq", "frequently asked questions"),
+    ("fcp", "first contentful paint"),
+    ("gc", "garbage collection"),
+    ("gdpr", "data protection privacy"),
+    ("iam", "identity access management"),
+    ("iops", "disk operations per second"),
+    ("jwt", "json web token"),
+    ("kpi", "key performance indicator"),
+    ("lcp", "largest contentful paint"),
+    ("llm", "large language model"),
+    ("lru", "least recently used"),
+    ("mfa", "multi-factor authentication"),
+    ("mttr", "mean time to recovery"),
+    ("oidc", "openid connect"),
+    ("oom", "out of memory"),
+    ("orm", "object relational mapping"),
+    ("otel", "opentelemetry"),
+    ("otp", "one-time password"),
+    ("p50", "median latency"),
+    ("p95", "95th percentile latency"),
+    ("p99", "99th percentile latency"),
+    ("pii", "personal data"),
+    ("qps", "queries per second"),
+    ("rbac", "role-based access control"),
+    ("rps", "requests per second"),
+    ("saml", "security assertion markup language"),
+    ("sdk", "software development kit"),
+    ("seo", "search engine optimization"),
+    ("sla", "service level agreement"),
+    ("sli", "service level indicator"),
+    ("slo", "service level objective"),
+    ("smtp", "mail"),
+    ("sso", "single sign-on"),
+    ("tls", "transport layer security"),
+    ("totp", "time-based one-time password"),
+    ("ttfb", "time to first byte"),
+    ("tti", "time to interactive"),
+    ("ux", "user experience"),
+    ("vpc", "virtual private cloud"),
+    ("vpn", "virtual private network"),
+    ("xss", "cross-site scripting"),
+    ("2fa", "two-factor authentication"),
+];
+
+/// The expansion of a known acronym.
+pub fn acronym(word: &str) -> Option<&'static str> {
+    let lower = word.to_lowercase();
+    ACRONYMS.iter().find(|(a, _)| *a == lower).map(|(_, e)| *e)
+}
+
+/// The text to embed: known acronyms are followed by their expansion in parentheses.
+pub fn expand_acronyms(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.is_empty() {
+            return;
+        }
+        out.push_str(word);
+        if let Some(e) = acronym(word) {
+            out.push_str(" (");
+            out.push_str(e);
+            out.push(')');
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
 
 /// Slot categories: swapping one member for another names a different object.
 const SLOTS: &[(&str, &[&str])] = &[
@@ -691,6 +787,14 @@ pub fn tokens(text: &str) -> Vec<Token> {
             }
             return;
         }
+        if let Some(expansion) = acronym(&lower) {
+            // the acronym and its words: "RBAC" matches "role-based access control" and "rbac"
+            out.push(Token { norm: lower.clone(), original: t.clone() });
+            for w in expansion.split([' ', '-']).filter(|w| !w.is_empty() && !STOPWORDS.contains(w)) {
+                out.push(Token { norm: fold(w), original: t.clone() });
+            }
+            return;
+        }
         out.push(Token { norm: fold(&t), original: t });
     };
     for (i, &c) in chars.iter().enumerate() {
@@ -756,6 +860,15 @@ mod tests {
         assert_eq!(norms("Rate-limit POST /login per IP"), vec!["rate", "limit", "post", "/login", "ip"]);
         assert_eq!(norms("Deploy auth-service to k8s"), vec!["deployment", "authentication", "service", "kubernetes"]);
         assert_eq!(norms("Fixing broken links in the docs"), vec!["fix", "broken", "link", "documentation"]);
+    }
+
+    #[test]
+    fn acronyms_meet_their_expansions() {
+        assert_eq!(expand_acronyms("Add RBAC to the API."), "Add RBAC (role-based access control) to the API.");
+        let a = norms("Add RBAC to the admin API");
+        let b = norms("Introduce role-based access control");
+        assert!(a.contains(&"role".to_owned()) && b.contains(&"role".to_owned()), "{a:?} {b:?}");
+        assert!(a.contains(&"access".to_owned()) && b.contains(&"control".to_owned()));
     }
 
     #[test]

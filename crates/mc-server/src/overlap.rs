@@ -12,7 +12,7 @@ use mc_domain::task::embedding_text;
 use mc_domain::{KlusterId, MissionId, Task, TaskId, TaskStatus};
 use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
-use mc_overlap::text::tokens;
+use mc_overlap::text::{expand_acronyms, tokens};
 use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, path_relation};
 use mc_store::{Embedded, SearchFilter, SearchRequest, Store, VectorQuery};
 use serde_json::json;
@@ -45,7 +45,7 @@ impl Semantic {
 /// Embeds one text within the deadline; `Err` carries the warning to show.
 pub async fn embed_now(semantic: Option<&Semantic>, text: &str) -> Result<(String, Vec<f32>), String> {
     let Some(s) = semantic else { return Err("no embedder is configured; only text signals were used".into()) };
-    let input = vec![text.to_owned()];
+    let input = vec![expand_acronyms(text)];
     match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(&input)).await {
         Ok(Ok(mut v)) if v.len() == 1 => Ok((s.embedder.model_id().to_owned(), v.remove(0))),
         Ok(Ok(_)) => Err("the embedder returned no vector; only text signals were used".into()),
@@ -257,7 +257,7 @@ pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batc
     if jobs.is_empty() {
         return Ok(0);
     }
-    let texts: Vec<String> = jobs.iter().map(|j| j.text.clone()).collect();
+    let texts: Vec<String> = jobs.iter().map(|j| expand_acronyms(&j.text)).collect();
     let vectors = embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))?;
     let items: Vec<Embedded> = jobs
         .into_iter()

@@ -25,11 +25,16 @@ impl App {
     }
 
     async fn spawn_with(clock: Arc<dyn Clock>, max_body: usize) -> Self {
+        Self::spawn_full(clock, max_body, None).await
+    }
+
+    async fn spawn_full(clock: Arc<dyn Clock>, max_body: usize, embedder: Option<Arc<dyn mc_embed::Embedder>>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone())).expect("store");
         let store: Arc<dyn mc_store::Store> = Arc::new(store);
         mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
-        let opts = ServerOptions { listen: "127.0.0.1:0".into(), max_body_bytes: max_body, ..Default::default() };
+        let opts =
+            ServerOptions { listen: "127.0.0.1:0".into(), max_body_bytes: max_body, embedder, ..Default::default() };
         let server = mc_server::start(store, clock, opts).await.expect("server starts");
         let base = format!("http://{}", server.addr());
         Self { base, http: reqwest::Client::new(), server: Some(server), _dir: dir }
@@ -531,4 +536,167 @@ async fn swagger_ui_renders_offline_in_a_real_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(dom.contains("/api/v1/klusters/{id}/claim-next"), "claim-next operation missing from the rendered page");
+}
+
+/// A server with the deterministic hashing embedder (real vectors, real indexes, no model load).
+async fn spawn_hashing() -> App {
+    App::spawn_full(Arc::new(SystemClock), 1024 * 1024, Some(Arc::new(mc_embed::HashingEmbedder::default()))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_reports_overlap_and_refuses_a_duplicate_unless_acknowledged() {
+    let app = spawn_hashing().await;
+    let k = app.kluster().await;
+    let (s, first) = app
+        .post(
+            "/api/v1/tasks",
+            json!({"kluster_id": k, "title": "Create Helm chart for staging", "paths": ["deploy/helm/staging/**"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(first["overlap_suggestions"], json!([]), "nothing to overlap with yet");
+    assert!(first.get("warnings").is_none(), "the embedder answered: {first}");
+
+    // the same sentence about another object: related, created
+    let (s, other) =
+        app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "Create Helm chart for production"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    let sugg = &other["overlap_suggestions"][0];
+    assert_eq!(sugg["id"], first["id"]);
+    assert_eq!(sugg["relation"], "related", "{other}");
+    assert!(sugg["reasons"].to_string().contains("staging vs production"), "{sugg}");
+
+    // the same work again: refused with the suggestion, nothing written
+    let (s, refused) =
+        app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "Create Helm chart for staging"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+    assert_error(&refused, "overlap_detected");
+    assert_eq!(refused["error"]["details"]["overlap_suggestions"][0]["id"], first["id"]);
+    assert_eq!(refused["error"]["details"]["overlap_suggestions"][0]["relation"], "duplicate");
+    let (_, tasks) = app.get(&format!("/api/v1/tasks?kluster_id={k}")).await;
+    assert_eq!(tasks["items"].as_array().expect("items").len(), 2);
+
+    // acknowledged: created, and the ledger says so
+    let (s, acked) = app
+        .post(
+            "/api/v1/tasks",
+            json!({"kluster_id": k, "title": "Create Helm chart for staging", "acknowledge_overlap": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{acked}");
+    assert_eq!(acked["overlap_suggestions"][0]["relation"], "duplicate");
+    let (_, ev) = app.get(&format!("/api/v1/ledger?entity_id={}", acked["id"].as_str().expect("id"))).await;
+    assert_eq!(ev["items"][0]["action"], "task.create.overlap_acknowledged");
+
+    // a draft is checked without creating anything; paths overlap is explained
+    let (s, draft) = app
+        .post(
+            "/api/v1/overlap",
+            json!({"kluster_id": k, "title": "Tune resource limits", "paths": ["deploy/helm/staging/values.yaml"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{draft}");
+    let by_path = draft["overlap_suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .iter()
+        .find(|x| x["id"] == first["id"])
+        .expect("the task with overlapping paths is suggested");
+    assert!(by_path["reasons"].to_string().contains("paths overlap"), "{by_path}");
+    let (_, tasks) = app.get(&format!("/api/v1/tasks?kluster_id={k}")).await;
+    assert_eq!(tasks["items"].as_array().expect("items").len(), 3, "a draft creates nothing");
+
+    // an existing task is compared with the others, not with itself
+    let (s, own) = app.get(&format!("/api/v1/tasks/{}/overlap", first["id"].as_str().expect("id"))).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&Value> = own["overlap_suggestions"].as_array().expect("list").iter().map(|x| &x["id"]).collect();
+    assert!(!ids.contains(&&first["id"]));
+    assert!(ids.contains(&&acked["id"]), "its duplicate is found: {own}");
+
+    // a bad glob is a field error before anything happens
+    let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "paths": ["src/[a"]})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["details"]["field"], "paths[0]", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_is_hybrid_filtered_and_explained() {
+    let app = spawn_hashing().await;
+    let k = app.kluster().await;
+    let a = app.task(&k, "Rotate the database credentials of the reporting service", 2).await;
+    let b = app.task(&k, "Add dark mode to the settings page", 2).await;
+    let (s, r) = app.get("/api/v1/search?q=reporting%20credentials").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["items"][0]["task"]["id"], a.as_str());
+    let why = r["items"][0]["why"].to_string();
+    assert!(why.contains("credential") && why.contains("semantic"), "{why}");
+    assert!(r.get("warnings").is_none());
+    let (_, r) = app.get(&format!("/api/v1/search?q=dark%20mode&status=done&kluster_id={k}")).await;
+    assert_eq!(r["items"], json!([]), "status filter");
+    let (_, r) = app.get("/api/v1/search?q=dark%20mode&limit=1").await;
+    assert_eq!(r["items"].as_array().expect("items").len(), 1);
+    assert_eq!(r["items"][0]["task"]["id"], b.as_str());
+
+    for (query, field) in [
+        ("q=%20%20", "q"),
+        ("q=x&limit=0", "limit"),
+        ("q=x&limit=100000", "limit"),
+        (&format!("q={}", "a".repeat(1001)), "q"),
+        ("q=x&status=finished", "status"),
+    ] {
+        let (s, e) = app.get(&format!("/api/v1/search?{query}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {e}");
+        assert_eq!(e["error"]["details"]["field"], field, "{query}: {e}");
+    }
+    let (s, e) = app.get("/api/v1/search?q=x&colour=red").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error(&e, "invalid_query");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_embedder_degrades_to_text_and_never_blocks_creation() {
+    // an OpenAI-compatible endpoint on a port where nothing listens
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    drop(std::net::TcpListener::bind(("127.0.0.1", port)));
+    let down =
+        mc_embed::OpenAiEmbedder::new(&format!("http://127.0.0.1:{port}/v1"), "m", None, Some(8)).expect("client");
+    let app = App::spawn_full(Arc::new(SystemClock), 1024 * 1024, Some(Arc::new(down))).await;
+    let k = app.kluster().await;
+    let (s, t) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "Write the import guide"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert!(t["warnings"][0].as_str().expect("warning").contains("only text signals"), "{t}");
+    let (s, r) = app.get("/api/v1/search?q=import%20guide").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["items"][0]["task"]["id"], t["id"]);
+    assert!(r["warnings"][0].as_str().expect("warning").contains("full-text results only"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedding_worker_fills_vectors_for_changed_texts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: Arc<dyn mc_store::Store> =
+        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock)).expect("store"));
+    let embedder = mc_embed::HashingEmbedder::default();
+    let ctx = mc_store::WriteCtx::new(mc_domain::Actor::system());
+    let m =
+        store.create_mission(&ctx, mc_domain::input::NewMission::parse("m", None).expect("m")).await.expect("m").value;
+    let k = store
+        .create_kluster(&ctx, mc_domain::input::NewKluster::parse(m.id, "k", None).expect("k"))
+        .await
+        .expect("k")
+        .value;
+    for title in ["one", "two", "three"] {
+        let new = mc_domain::input::NewTask::parse(
+            k.id,
+            mc_domain::input::RawTaskFields { title: Some(title), ..Default::default() },
+        )
+        .expect("t");
+        store.create_task(&ctx, new).await.expect("task");
+    }
+    use mc_embed::Embedder;
+    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("embed");
+    assert_eq!(n, 3);
+    assert_eq!(mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("again"), 0);
+    assert!(store.pending_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
 }

@@ -30,6 +30,9 @@ struct Args {
     /// Fit the scorer on the calibration split and write it here.
     #[arg(long)]
     fit: Option<PathBuf>,
+    /// Evaluate this model file instead of the shipped one.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Print every misjudged held-out pair.
     #[arg(long)]
     verbose: bool,
@@ -106,7 +109,10 @@ async fn main() -> Result<()> {
             println!("fitted on the calibration split; model written to {}", out.display());
             m
         }
-        None => shipped_for(embedder.model_id()),
+        None => match &args.model {
+            Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)?,
+            None => shipped_for(embedder.model_id()),
+        },
     };
     for split in ["calibration", "holdout"] {
         report(&scored, &model, split, args.verbose && split == "holdout");
@@ -128,8 +134,8 @@ fn fit(scored: &[Scored], embedder_id: &str) -> ScorerModel {
     let xs: Vec<Vec<f32>> = cal.iter().map(|s| s.features.vector()).collect();
     let y_dup: Vec<f32> = cal.iter().map(|s| f32::from(u8::from(is("duplicate", s)))).collect();
     let y_sur: Vec<f32> = cal.iter().map(|s| f32::from(u8::from(!is("unrelated", s)))).collect();
-    let duplicate = Logistic::fit(&xs, &y_dup, 1e-3, 4000);
-    let surface = Logistic::fit(&xs, &y_sur, 1e-3, 4000);
+    let duplicate = Logistic::fit(&xs, &y_dup, 1e-4, 40_000);
+    let surface = Logistic::fit(&xs, &y_sur, 1e-4, 40_000);
     let p_dup: Vec<f32> = xs.iter().map(|x| duplicate.probability(x)).collect();
     let p_sur: Vec<f32> = xs.iter().map(|x| surface.probability(x)).collect();
     // duplicate threshold: the lowest that keeps calibration precision ≥ 0.93 (a margin over the

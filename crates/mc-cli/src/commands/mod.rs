@@ -4,15 +4,17 @@
 pub mod kluster;
 pub mod ledger;
 pub mod mission;
+pub mod search;
 pub mod server;
 pub mod system;
 pub mod task;
 
 use std::fmt;
 
-use mc_client::{Client, ClientError};
+use mc_client::{Client, ClientError, OVERLAP_DETECTED};
 
 use crate::cli::GlobalArgs;
+use crate::output;
 
 /// Exit code of a refusal by the server, or a local failure.
 pub const EXIT_FAILURE: u8 = 1;
@@ -108,6 +110,19 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
+/// Lines to print between the error line and the hint: the existing work a create overlaps, and
+/// the server's warnings about how it judged.
+pub fn detail(err: &anyhow::Error) -> Option<String> {
+    let e = err.downcast_ref::<ClientError>()?;
+    let suggestions = e.overlap_suggestions()?;
+    let mut lines: Vec<String> = Vec::new();
+    if !suggestions.is_empty() {
+        lines.push(output::suggestions(&suggestions));
+    }
+    lines.extend(e.warnings().iter().map(|w| output::warning_line(w)));
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 /// A hint to print under the error line, when there is a useful next step.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
     if let Some(e) = err.downcast_ref::<CliError>() {
@@ -130,6 +145,7 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
                 }
                 "fencing_token_required" => Some(format!("pass --fence N (see `mc task show {task}`)")),
                 "lease_expired" => Some(format!("claim it again with `mc task claim {task}`")),
+                OVERLAP_DETECTED => Some("reuse that task, or pass --acknowledge-overlap to create anyway".into()),
                 _ => None,
             }
         }

@@ -100,10 +100,12 @@ async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> a
         eprintln!("generated admin token (shown once, store it): {token}");
     }
 
+    let embedder = embedder()?;
     let opts = ServerOptions {
         listen: args.listen,
         max_body_bytes: args.max_body_bytes,
         reaper_interval: Duration::from_secs(1),
+        embedder,
     };
     let server = mc_server::start(store, clock, opts).await?;
     eprintln!("MissionControl listening on http://{} (data: {})", server.addr(), data_dir.display());
@@ -113,6 +115,21 @@ async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> a
     server.shutdown().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The sentence embedder for search and overlap detection, from the environment:
+/// `MC_EMBEDDINGS=off` disables it; `MC_EMBEDDINGS_URL` (an OpenAI-compatible endpoint) wins over
+/// `MC_EMBEDDINGS_MODEL_DIR` (an all-MiniLM-L6-v2 directory); the default is the model bundled in
+/// this binary.
+fn embedder() -> anyhow::Result<Option<Arc<dyn mc_embed::Embedder>>> {
+    if std::env::var("MC_EMBEDDINGS").is_ok_and(|v| matches!(v.trim(), "off" | "none" | "0" | "false")) {
+        tracing::info!("embeddings are off: search and overlap detection use text signals only");
+        return Ok(None);
+    }
+    let config = mc_embed::EmbedderConfig::from_env().context("bad embeddings configuration")?;
+    let embedder = mc_embed::build(&config).context("cannot set up the embedder")?;
+    tracing::info!(model = embedder.model_id(), "embedder ready");
+    Ok(Some(embedder))
 }
 
 /// Waits for Ctrl-C or (on Unix) SIGTERM; returns which one came.

@@ -2,7 +2,8 @@
 //! `leases`), so heartbeat, release, done, update and transition can send it without `--fence`.
 
 use mc_api::{
-    ClaimTask, CreateTask, FencedRequest, HeartbeatTask, ReadyQuery, Task, TaskListQuery, TransitionTask, UpdateTask,
+    ClaimTask, CreateTask, FencedRequest, HeartbeatTask, OverlapDraft, OverlapResponse, ReadyQuery, Task,
+    TaskListQuery, TransitionTask, UpdateTask,
 };
 use mc_domain::{TaskId, TaskStatus};
 
@@ -13,7 +14,17 @@ use crate::output;
 
 pub async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
     match cmd {
-        TaskCmd::Create { kluster, title, description, priority, depends_on, paths, labels, idem } => {
+        TaskCmd::Create {
+            kluster,
+            title,
+            description,
+            priority,
+            depends_on,
+            paths,
+            labels,
+            acknowledge_overlap,
+            idem,
+        } => {
             let client = ctx.creating_client(idem.idempotency_key.as_deref())?;
             let body = CreateTask {
                 kluster_id: kluster,
@@ -23,10 +34,25 @@ pub async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
                 depends_on,
                 paths,
                 labels,
-                acknowledge_overlap: None,
+                acknowledge_overlap: acknowledge_overlap.then_some(true),
             };
-            show(ctx, &client.create_task(&body).await?)
+            // A duplicate is refused with `overlap_detected`; `main` prints the suggestions.
+            let created = client.create_task(&body).await?;
+            if ctx.json() {
+                return output::json(&created);
+            }
+            output::line(output::task(&created.task))?;
+            if !created.overlap_suggestions.is_empty() {
+                output::line(format_args!("\n{}", output::suggestions(&created.overlap_suggestions)))?;
+            }
+            output::warnings(&created.warnings);
+            Ok(())
         }
+        TaskCmd::Check { kluster, mission, title, description, paths } => {
+            let draft = OverlapDraft { kluster_id: kluster, mission_id: mission, title, description, paths };
+            overlap(ctx, &ctx.client()?.overlap_draft(&draft).await?)
+        }
+        TaskCmd::Overlap { id } => overlap(ctx, &ctx.client()?.task_overlap(id).await?),
         TaskCmd::List { kluster, mission, status, label, holder, page } => {
             let q = TaskListQuery {
                 kluster_id: kluster,
@@ -171,6 +197,16 @@ fn show(ctx: &Ctx, t: &Task) -> anyhow::Result<()> {
         return output::json(t);
     }
     output::line(output::task(t))?;
+    Ok(())
+}
+
+/// Prints overlap suggestions (or that there are none), and the server's warnings on stderr.
+fn overlap(ctx: &Ctx, resp: &OverlapResponse) -> anyhow::Result<()> {
+    if ctx.json() {
+        return output::json(resp);
+    }
+    output::line(output::suggestions(&resp.overlap_suggestions))?;
+    output::warnings(&resp.warnings);
     Ok(())
 }
 

@@ -1,0 +1,36 @@
+//! `mc search`: hybrid search over tasks (full-text and semantic, fused), each hit with why it
+//! matched.
+
+use mc_api::SearchQuery;
+
+use super::{CliError, Ctx};
+use crate::cli::SearchArgs;
+use crate::output;
+
+pub async fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
+    let q = args.words.join(" ").trim().to_owned();
+    if q.is_empty() {
+        return Err(CliError::usage(
+            "the search query is empty",
+            Some("pass one or more words, e.g. `mc search helm chart`".to_owned()),
+        )
+        .into());
+    }
+    let labels: Vec<&str> =
+        args.labels.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|l| !l.is_empty()).collect();
+    let q = SearchQuery {
+        q,
+        mission_id: args.mission,
+        kluster_id: args.kluster,
+        status: args.status,
+        label: (!labels.is_empty()).then(|| labels.join(",")),
+        limit: args.limit,
+    };
+    let resp = ctx.client()?.search(&q).await?;
+    if ctx.json() {
+        return output::json(&resp);
+    }
+    output::line(output::search_hits(&resp.items))?;
+    output::warnings(&resp.warnings);
+    Ok(())
+}
