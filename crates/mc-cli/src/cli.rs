@@ -395,8 +395,10 @@ pub struct SearchArgs {
     /// What to look for; several words are joined with spaces.
     #[arg(required = true, value_name = "QUERY")]
     pub words: Vec<String>,
+    /// Only tasks of this mission.
     #[arg(long)]
     pub mission: Option<MissionId>,
+    /// Only tasks of this kluster.
     #[arg(long)]
     pub kluster: Option<KlusterId>,
     /// Comma-separated statuses, e.g. `open,claimed`.

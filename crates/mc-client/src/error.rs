@@ -170,7 +170,8 @@ mod tests {
 
     #[test]
     fn an_overlap_refusal_carries_its_suggestions_and_warnings() {
-        let body = br#"{"error":{"code":"overlap_detected","message":"this looks like a duplicate of task t","details":{
+        let body =
+            br#"{"error":{"code":"overlap_detected","message":"this looks like a duplicate of task t","details":{
             "overlap_suggestions":[{"id":"t","kind":"task","title":"Add retries","status":"claimed","holder":"bob",
                 "relation":"duplicate","score":0.97,"reasons":["shared wording 100%","same kluster"]}],
             "warnings":["no embedder is configured; only text signals were used"]}}}"#;

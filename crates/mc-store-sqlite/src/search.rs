@@ -40,33 +40,30 @@ pub(crate) fn register_sqlite_vec() {
     });
 }
 
-fn vec_table(dim: usize) -> String {
-    format!("task_vec_{dim}")
+/// The vec0 table of one model and dimension: vectors of different models never share a table
+/// (so they are never compared, and a model change starts a fresh index).
+fn vec_table(model: &str, dim: usize) -> String {
+    format!("task_vec_{}_{dim}", &sha256_hex(model.as_bytes())[..12])
 }
 
-fn ensure_vec_table(c: &Connection, dim: usize) -> Result<()> {
+fn ensure_vec_table(c: &Connection, model: &str, dim: usize) -> Result<()> {
     if dim == 0 || dim > 8192 {
         return Err(Error::validation("vector", format!("dimension {dim} is not supported")));
     }
     c.execute_batch(&format!(
         "CREATE VIRTUAL TABLE IF NOT EXISTS {} USING vec0(doc_id integer primary key, \
          embedding float[{dim}] distance_metric=cosine, mission_id text partition key, \
-         kluster_id text, status text, model text)",
-        vec_table(dim)
+         kluster_id text, status text)",
+        vec_table(model, dim)
     ))
     .map_err(db_err)
 }
 
-fn vec_tables(c: &Connection) -> Result<Vec<usize>> {
-    let mut st = c
-        .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'task_vec_[0-9]*' AND name NOT GLOB '*_*_*_*'")
-        .map_err(db_err)?;
-    let names = st
-        .query_map([], |r| r.get::<_, String>(0))
+fn vec_table_exists(c: &Connection, model: &str, dim: usize) -> Result<bool> {
+    c.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)")
         .map_err(db_err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db_err)?;
-    Ok(names.iter().filter_map(|n| n.strip_prefix("task_vec_")?.parse().ok()).collect())
+        .query_row([vec_table(model, dim)], |r| r.get(0))
+        .map_err(db_err)
 }
 
 fn blob(v: &[f32]) -> Vec<u8> {
@@ -96,10 +93,20 @@ pub(crate) fn index_new(c: &Connection, t: &Task) -> Result<()> {
     insert_fts(c, id, t)
 }
 
+fn scope_token(prefix: char, id: &str) -> String {
+    format!("{prefix}{}", id.replace('-', ""))
+}
+
 fn insert_fts(c: &Connection, doc: i64, t: &Task) -> Result<()> {
-    c.prepare_cached("INSERT INTO task_fts (rowid, title, description, labels) VALUES (?1, ?2, ?3, ?4)")
+    let scope = format!(
+        "{} {} s{}",
+        scope_token('m', &t.mission_id.to_string()),
+        scope_token('k', &t.kluster_id.to_string()),
+        t.status.as_str()
+    );
+    c.prepare_cached("INSERT INTO task_fts (rowid, title, description, labels, scope) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(db_err)?
-        .execute(params![doc, t.title, t.description, t.labels.join(" ")])
+        .execute(params![doc, t.title, t.description, t.labels.join(" "), scope])
         .map_err(db_err)?;
     Ok(())
 }
@@ -107,21 +114,21 @@ fn insert_fts(c: &Connection, doc: i64, t: &Task) -> Result<()> {
 /// Re-indexes a changed task: text for full text, status for the vector metadata.
 pub(crate) fn reindex(c: &Connection, t: &Task, text_changed: bool, status_changed: bool) -> Result<()> {
     let Some(doc) = doc_id(c, t.id)? else { return index_new(c, t) };
-    if text_changed {
+    if text_changed || status_changed {
         c.prepare_cached("DELETE FROM task_fts WHERE rowid = ?1").map_err(db_err)?.execute([doc]).map_err(db_err)?;
         insert_fts(c, doc, t)?;
     }
     if status_changed {
-        let dims: Vec<i64> = c
-            .prepare_cached("SELECT DISTINCT dim FROM task_embeddings WHERE task_id = ?1")
+        let tables: Vec<(String, i64)> = c
+            .prepare_cached("SELECT model, dim FROM task_embeddings WHERE task_id = ?1")
             .map_err(db_err)?
-            .query_map([t.id.to_string()], |r| r.get(0))
+            .query_map([t.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(db_err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db_err)?;
-        for dim in dims {
+        for (model, dim) in tables {
             c.execute(
-                &format!("UPDATE {} SET status = ?1 WHERE doc_id = ?2", vec_table(dim as usize)),
+                &format!("UPDATE {} SET status = ?1 WHERE doc_id = ?2", vec_table(&model, dim as usize)),
                 params![t.status.as_str(), doc],
             )
             .map_err(db_err)?;
@@ -169,7 +176,7 @@ pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector:
         return Ok(()); // the text changed since; the worker will embed the new one
     }
     let dim = vector.len();
-    ensure_vec_table(c, dim)?;
+    ensure_vec_table(c, model, dim)?;
     let doc = match doc_id(c, task)? {
         Some(d) => d,
         None => {
@@ -186,18 +193,15 @@ pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector:
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)?;
     for d in old_dims {
-        c.execute(
-            &format!("DELETE FROM {} WHERE doc_id = ?1 AND model = ?2", vec_table(d as usize)),
-            params![doc, model],
-        )
-        .map_err(db_err)?;
+        c.execute(&format!("DELETE FROM {} WHERE doc_id = ?1", vec_table(model, d as usize)), params![doc])
+            .map_err(db_err)?;
     }
     c.execute(
         &format!(
-            "INSERT INTO {} (doc_id, embedding, mission_id, kluster_id, status, model) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            vec_table(dim)
+            "INSERT INTO {} (doc_id, embedding, mission_id, kluster_id, status) VALUES (?1, ?2, ?3, ?4, ?5)",
+            vec_table(model, dim)
         ),
-        params![doc, blob(vector), t.mission_id.to_string(), t.kluster_id.to_string(), t.status.as_str(), model],
+        params![doc, blob(vector), t.mission_id.to_string(), t.kluster_id.to_string(), t.status.as_str()],
     )
     .map_err(db_err)?;
     c.prepare_cached(
@@ -224,34 +228,68 @@ pub(crate) fn embedding_of(c: &Connection, task: TaskId, model: &str) -> Result<
     }
     let Some(doc) = doc_id(c, task)? else { return Ok(None) };
     let b: Option<Vec<u8>> = c
-        .query_row(&format!("SELECT embedding FROM {} WHERE doc_id = ?1", vec_table(dim as usize)), [doc], |r| r.get(0))
+        .query_row(&format!("SELECT embedding FROM {} WHERE doc_id = ?1", vec_table(model, dim as usize)), [doc], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(db_err)?;
     Ok(b.map(|b| unblob(&b)))
 }
 
-/// Turns free text into an FTS5 query: every word quoted, OR-ed (ranking does the rest).
-pub fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.chars().count() >= 2)
-        .take(32)
-        .map(|w| format!("\"{}\"", w.to_lowercase()))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" OR "))
+/// Words too common to search for.
+const FTS_STOPWORDS: &[&str] = &[
+    "a", "an", "the", "to", "for", "of", "in", "on", "with", "and", "or", "by", "from", "at", "as", "is", "are", "be",
+    "it", "its", "into", "this", "that", "we", "our", "should", "can", "so", "all", "any", "when", "after", "before",
+];
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn filter_sql(f: &SearchFilter, sql: &mut String, args: &mut Vec<Value>) {
+/// The stored vector of a task for a model and dimension, if any (not checked for staleness).
+fn stored_vector(c: &Connection, task: TaskId, model: &str, dim: usize) -> Result<Option<Vec<f32>>> {
+    if !vec_table_exists(c, model, dim)? {
+        return Ok(None);
+    }
+    let Some(doc) = doc_id(c, task)? else { return Ok(None) };
+    let b: Option<Vec<u8>> = c
+        .prepare_cached(&format!("SELECT embedding FROM {} WHERE doc_id = ?1", vec_table(model, dim)))
+        .map_err(db_err)?
+        .query_row(params![doc], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    Ok(b.map(|b| unblob(&b)))
+}
+
+/// Turns free text into an FTS5 query: every meaningful word quoted, OR-ed (ranking does the
+/// rest).
+pub fn fts_query(text: &str) -> Option<String> {
+    let mut words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| w.chars().count() >= 2 && !FTS_STOPWORDS.contains(&w.as_str()))
+        .collect();
+    words.sort();
+    words.dedup();
+    words.truncate(32);
+    (!words.is_empty()).then(|| words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR "))
+}
+
+/// Filters on `tasks t`. The unary `+` keeps SQLite from driving the query off a tasks index
+/// (which would run the full-text match once per task of the mission); the index that drives
+/// is the one being searched.
+fn filter_sql(f: &SearchFilter, sql: &mut String, args: &mut Vec<Value>, drive_by_tasks: bool) {
+    let p = if drive_by_tasks { "" } else { "+" };
     if let Some(m) = f.mission_id {
-        sql.push_str(" AND t.mission_id = ?");
+        sql.push_str(&format!(" AND {p}t.mission_id = ?"));
         args.push(Value::Text(m.to_string()));
     }
     if let Some(k) = f.kluster_id {
-        sql.push_str(" AND t.kluster_id = ?");
+        sql.push_str(&format!(" AND {p}t.kluster_id = ?"));
         args.push(Value::Text(k.to_string()));
     }
     if !f.statuses.is_empty() {
-        sql.push_str(&format!(" AND t.status IN ({})", vec!["?"; f.statuses.len()].join(", ")));
+        sql.push_str(&format!(" AND {p}t.status IN ({})", vec!["?"; f.statuses.len()].join(", ")));
         args.extend(f.statuses.iter().map(|s| Value::Text(s.as_str().to_owned())));
     }
     for l in &f.labels {
@@ -264,17 +302,29 @@ fn prefixed() -> String {
     TASK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Full-text candidates, best first.
-fn text_candidates(c: &Connection, q: &str, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
+/// Full-text candidates, best first. Mission, kluster and status filters are scope tokens in the
+/// match itself; only labels are checked on the joined rows.
+fn text_candidates(c: &Connection, words: &str, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
+    let mut q = format!("({words})");
+    if let Some(m) = f.mission_id {
+        q.push_str(&format!(" AND scope : {}", scope_token('m', &m.to_string())));
+    }
+    if let Some(k) = f.kluster_id {
+        q.push_str(&format!(" AND scope : {}", scope_token('k', &k.to_string())));
+    }
+    if !f.statuses.is_empty() {
+        let any: Vec<String> = f.statuses.iter().map(|s| format!("s{}", s.as_str())).collect();
+        q.push_str(&format!(" AND scope : ({})", any.join(" OR ")));
+    }
     let mut sql = format!(
-        "SELECT {} FROM task_fts JOIN search_docs d ON d.doc_id = task_fts.rowid JOIN tasks t ON t.id = d.task_id \
-         WHERE task_fts MATCH ?",
+        "SELECT {} FROM (SELECT rowid AS doc, rank FROM task_fts WHERE task_fts MATCH ? ORDER BY rank LIMIT ?) f \
+         JOIN search_docs d ON d.doc_id = f.doc JOIN tasks t ON t.id = d.task_id WHERE 1 = 1",
         prefixed()
     );
-    let mut args = vec![Value::Text(q.to_owned())];
-    filter_sql(f, &mut sql, &mut args);
-    sql.push_str(" ORDER BY bm25(task_fts) LIMIT ?");
-    args.push(Value::Integer(n as i64));
+    let mut args = vec![Value::Text(q), Value::Integer(n as i64)];
+    let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
+    filter_sql(&label_filter, &mut sql, &mut args, false);
+    sql.push_str(" ORDER BY f.rank");
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;
     st.query_map(params_from_iter(args), task_from_row)
         .map_err(db_err)?
@@ -284,15 +334,15 @@ fn text_candidates(c: &Connection, q: &str, f: &SearchFilter, n: usize) -> Resul
 
 /// Vector candidates, nearest first, with their cosine similarity.
 fn vector_candidates(c: &Connection, model: &str, v: &[f32], f: &SearchFilter, n: usize) -> Result<Vec<(Task, f32)>> {
-    if !vec_tables(c)?.contains(&v.len()) {
+    if !vec_table_exists(c, model, v.len())? {
         return Ok(vec![]);
     }
     let mut sql = format!(
-        "SELECT {}, knn.distance FROM (SELECT doc_id, distance FROM {} WHERE embedding MATCH ? AND k = ? AND model = ?",
+        "SELECT {}, knn.distance FROM (SELECT doc_id, distance FROM {} WHERE embedding MATCH ? AND k = ?",
         prefixed(),
-        vec_table(v.len())
+        vec_table(model, v.len())
     );
-    let mut args = vec![Value::Blob(blob(v)), Value::Integer(n as i64), Value::Text(model.to_owned())];
+    let mut args = vec![Value::Blob(blob(v)), Value::Integer(n as i64)];
     if let Some(m) = f.mission_id {
         sql.push_str(" AND mission_id = ?");
         args.push(Value::Text(m.to_string()));
@@ -307,7 +357,7 @@ fn vector_candidates(c: &Connection, model: &str, v: &[f32], f: &SearchFilter, n
     }
     sql.push_str(") knn JOIN search_docs d ON d.doc_id = knn.doc_id JOIN tasks t ON t.id = d.task_id WHERE 1 = 1");
     let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
-    filter_sql(&label_filter, &mut sql, &mut args);
+    filter_sql(&label_filter, &mut sql, &mut args, false);
     sql.push_str(" ORDER BY knn.distance");
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;
     st.query_map(params_from_iter(args), |r| Ok((task_from_row(r)?, 1.0 - r.get::<_, f64>(17)? as f32)))
@@ -344,13 +394,19 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<SearchHi
     let mut out: Vec<SearchHit> = hits.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.id.cmp(&b.task.id)));
     out.truncate(req.limit);
+    if let Some(v) = &req.vector {
+        // text-only hits get their similarity too (callers judge overlap on it)
+        for h in out.iter_mut().filter(|h| h.cosine.is_none()) {
+            h.cosine = stored_vector(c, h.task.id, &v.model, v.vector.len())?.map(|tv| dot(&tv, &v.vector));
+        }
+    }
     Ok(out)
 }
 
 pub(crate) fn with_paths(c: &Connection, f: &SearchFilter, limit: usize) -> Result<Vec<Task>> {
     let mut sql = format!("SELECT {} FROM tasks t WHERE t.paths <> '[]'", prefixed());
     let mut args = vec![];
-    filter_sql(f, &mut sql, &mut args);
+    filter_sql(f, &mut sql, &mut args, true);
     sql.push_str(" ORDER BY t.id DESC LIMIT ?");
     args.push(Value::Integer(limit as i64));
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;

@@ -1,0 +1,197 @@
+//! `search-bench`: overlap-check and hybrid-search latency over loopback HTTP with N tasks stored
+//! on the embedded profile, the bundled embedder embedding every new text inside the measured
+//! request. Stored tasks get realistic, varied titles from a generated pool whose vectors come
+//! from the same bundled model (embedding 100,000 texts one by one would only slow the setup).
+//!
+//! Run: `cargo run --release -p mc-bench --bin search-bench -- --tasks 100000 --missions 10`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields};
+use mc_domain::{Actor, Clock, SystemClock};
+use mc_embed::EmbedderConfig;
+use mc_store::{Embedded, Store, WriteCtx};
+use mc_store_sqlite::{SqliteConfig, SqliteStore};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Tasks stored before measuring.
+    #[arg(long, default_value_t = 100_000)]
+    tasks: usize,
+    /// Missions they are spread over (overlap is checked within one mission).
+    #[arg(long, default_value_t = 10)]
+    missions: usize,
+    /// Distinct titles in the pool.
+    #[arg(long, default_value_t = 3_000)]
+    pool: usize,
+    /// Requests per measured figure.
+    #[arg(long, default_value_t = 500)]
+    samples: usize,
+}
+
+const VERBS: &[&str] = &[
+    "Add", "Fix", "Refactor", "Document", "Test", "Speed up", "Remove", "Migrate", "Harden", "Monitor", "Cache",
+    "Paginate", "Validate", "Localise", "Rate-limit", "Instrument", "Upgrade", "Deprecate",
+];
+const OBJECTS: &[&str] = &[
+    "the refund endpoint", "the login form", "the billing worker", "the search index", "the CSV importer",
+    "the webhook sender", "the admin dashboard", "the Helm chart", "the onboarding emails", "the audit log",
+    "the session store", "the GraphQL gateway", "the invoice PDF renderer", "the mobile push service",
+    "the feature-flag client", "the Kafka consumer", "the Redis cache layer", "the S3 uploader", "the payment retries",
+    "the user settings page", "the Terraform modules", "the CI pipeline", "the metrics exporter", "the OAuth flow",
+    "the rate limiter", "the report scheduler", "the dark mode theme", "the password reset flow", "the tenant quotas",
+    "the data retention job",
+];
+const CONTEXTS: &[&str] = &[
+    "for staging", "for production", "in the EU region", "for the iOS app", "for the Android app", "for enterprise tenants",
+    "behind a feature flag", "with structured logs", "for the v2 API", "after the Postgres upgrade", "for French users",
+    "with retries and backoff", "under load", "for the partner API", "in the nightly build",
+];
+
+fn title(i: usize) -> String {
+    let v = VERBS[i % VERBS.len()];
+    let o = OBJECTS[(i / VERBS.len()) % OBJECTS.len()];
+    let c = CONTEXTS[(i / (VERBS.len() * OBJECTS.len())) % CONTEXTS.len()];
+    format!("{v} {o} {c}")
+}
+
+fn admin() -> WriteCtx {
+    WriteCtx::new(Actor::system())
+}
+
+fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let embedder = mc_embed::build(&EmbedderConfig::Bundled)?;
+    let dir = tempfile::tempdir()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone()))?);
+    mc_server::bootstrap_admin_token(store.as_ref(), Some("bench")).await?;
+    let t0 = Instant::now();
+    let pool: Vec<String> = (0..args.pool).map(|i| title(i * 7 + 3)).collect();
+    let vectors = embedder.embed(&pool).await?;
+    println!("embedded a pool of {} titles in {:.1} s ({})", pool.len(), t0.elapsed().as_secs_f64(), embedder.model_id());
+
+    let mut klusters = Vec::new();
+    for m in 0..args.missions.max(1) {
+        let mission = store.create_mission(&admin(), NewMission::parse(&format!("mission {m}"), None)?).await?.value;
+        for k in 0..5 {
+            klusters.push(store.create_kluster(&admin(), NewKluster::parse(mission.id, &format!("k{k}"), None)?).await?.value);
+        }
+    }
+    let t0 = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..32 {
+        let (store, next, klusters, pool, vectors, model) = (
+            store.clone(),
+            next.clone(),
+            klusters.clone(),
+            pool.clone(),
+            vectors.clone(),
+            embedder.model_id().to_owned(),
+        );
+        let n = args.tasks;
+        handles.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let p = i % pool.len();
+                let new = NewTask::parse(
+                    klusters[i % klusters.len()].id,
+                    RawTaskFields { title: Some(&pool[p]), ..Default::default() },
+                )?;
+                let t = store.create_task(&admin(), new).await?.value;
+                let hash = mc_domain::ledger::sha256_hex(t.embedding_text().as_bytes());
+                store
+                    .put_embeddings(&model, vec![Embedded { task_id: t.id, text_hash: hash, vector: vectors[p].clone() }])
+                    .await?;
+            }
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    println!(
+        "stored {} tasks with vectors over {} missions in {:.1} s",
+        args.tasks,
+        args.missions,
+        t0.elapsed().as_secs_f64()
+    );
+    let live = store.pending_embeddings(embedder.model_id(), 1).await?;
+    if !live.is_empty() {
+        bail!("some tasks have no vector");
+    }
+
+    let server = mc_server::start(
+        store.clone(),
+        clock,
+        mc_server::ServerOptions { listen: "127.0.0.1:0".into(), embedder: Some(embedder.clone()), ..Default::default() },
+    )
+    .await?;
+    let base = format!("http://{}", server.addr());
+    let http = reqwest::Client::new();
+    // new texts, not in the store: the embedder runs inside every measured request
+    let queries: Vec<String> = (0..args.samples).map(|i| format!("{} (request {i})", title(i * 13 + 5))).collect();
+    let k0 = klusters[0].id;
+    let m0 = klusters[0].mission_id;
+    let mut overlap = Vec::new();
+    let mut search_mission = Vec::new();
+    let mut search_all = Vec::new();
+    for (i, q) in queries.iter().enumerate() {
+        let t = Instant::now();
+        let r = http
+            .post(format!("{base}/api/v1/overlap"))
+            .bearer_auth("bench")
+            .json(&json!({"kluster_id": k0, "title": q}))
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        overlap.push(t.elapsed());
+        if !status.is_success() || v.get("warnings").is_some() {
+            bail!("overlap check failed or degraded: {status} {v}");
+        }
+        for (bucket, url) in [
+            (&mut search_mission, format!("{base}/api/v1/search?q={}&mission_id={m0}&limit=10", urlencode(q))),
+            (&mut search_all, format!("{base}/api/v1/search?q={}&limit=10", urlencode(q))),
+        ] {
+            let t = Instant::now();
+            let v: Value = http.get(url).bearer_auth("bench").send().await?.json().await?;
+            bucket.push(t.elapsed());
+            if v["items"].as_array().is_none_or(|a| a.is_empty()) || v.get("warnings").is_some() {
+                bail!("search {i} returned nothing or degraded: {v}");
+            }
+        }
+    }
+    let line = |name: &str, v: Vec<Duration>| {
+        println!("{name:<38} p50 {:>7.2} ms  p99 {:>7.2} ms  (n={})", pct(v.clone(), 0.5), pct(v, 0.99), args.samples)
+    };
+    println!("\n== {} tasks, {} per mission ==", args.tasks, args.tasks / args.missions.max(1));
+    line("overlap check (draft, incl. embedding)", overlap);
+    line("hybrid search, one mission", search_mission);
+    line("hybrid search, everything", search_all);
+    server.shutdown().await?;
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
