@@ -33,6 +33,12 @@ struct Args {
     /// Evaluate this model file instead of the shipped one.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Fail (exit 1) if held-out duplicate precision falls below this.
+    #[arg(long)]
+    min_precision: Option<f32>,
+    /// Fail (exit 1) if the share of held-out duplicates surfaced falls below this.
+    #[arg(long)]
+    min_surfaced: Option<f32>,
     /// Print every misjudged held-out pair.
     #[arg(long)]
     verbose: bool,
@@ -114,10 +120,22 @@ async fn main() -> Result<()> {
             None => shipped_for(embedder.model_id()),
         },
     };
-    for split in ["calibration", "holdout"] {
-        report(&scored, &model, split, args.verbose && split == "holdout");
+    report(&scored, &model, "calibration", false);
+    let held = report(&scored, &model, "holdout", args.verbose);
+    if args.min_precision.is_some_and(|m| held.precision < m) || args.min_surfaced.is_some_and(|m| held.surfaced < m) {
+        anyhow::bail!(
+            "held-out quality regressed: precision {:.3}, duplicates surfaced {:.3}",
+            held.precision,
+            held.surfaced
+        );
     }
     Ok(())
+}
+
+/// Held-out figures checked against floors.
+struct Figures {
+    precision: f32,
+    surfaced: f32,
 }
 
 fn globs(paths: &[String]) -> Result<Vec<Glob>> {
@@ -178,7 +196,7 @@ fn fit(scored: &[Scored], embedder_id: &str) -> ScorerModel {
     }
 }
 
-fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) {
+fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) -> Figures {
     let set: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == split).collect();
     let judged: Vec<(&Scored, mc_overlap::Verdict)> = set.iter().map(|s| (*s, model.judge(&s.features))).collect();
     let dups = set.iter().filter(|s| is("duplicate", s)).count();
@@ -242,4 +260,5 @@ fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) {
             }
         }
     }
+    Figures { precision, surfaced: surfaced_dups as f32 / dups.max(1) as f32 }
 }

@@ -28,28 +28,82 @@ struct Args {
     /// Distinct titles in the pool.
     #[arg(long, default_value_t = 3_000)]
     pool: usize,
+    /// Use the feature-hashing embedder (isolates the cost of everything but the model).
+    #[arg(long)]
+    hashing: bool,
     /// Requests per measured figure.
     #[arg(long, default_value_t = 500)]
     samples: usize,
 }
 
 const VERBS: &[&str] = &[
-    "Add", "Fix", "Refactor", "Document", "Test", "Speed up", "Remove", "Migrate", "Harden", "Monitor", "Cache",
-    "Paginate", "Validate", "Localise", "Rate-limit", "Instrument", "Upgrade", "Deprecate",
+    "Add",
+    "Fix",
+    "Refactor",
+    "Document",
+    "Test",
+    "Speed up",
+    "Remove",
+    "Migrate",
+    "Harden",
+    "Monitor",
+    "Cache",
+    "Paginate",
+    "Validate",
+    "Localise",
+    "Rate-limit",
+    "Instrument",
+    "Upgrade",
+    "Deprecate",
 ];
 const OBJECTS: &[&str] = &[
-    "the refund endpoint", "the login form", "the billing worker", "the search index", "the CSV importer",
-    "the webhook sender", "the admin dashboard", "the Helm chart", "the onboarding emails", "the audit log",
-    "the session store", "the GraphQL gateway", "the invoice PDF renderer", "the mobile push service",
-    "the feature-flag client", "the Kafka consumer", "the Redis cache layer", "the S3 uploader", "the payment retries",
-    "the user settings page", "the Terraform modules", "the CI pipeline", "the metrics exporter", "the OAuth flow",
-    "the rate limiter", "the report scheduler", "the dark mode theme", "the password reset flow", "the tenant quotas",
+    "the refund endpoint",
+    "the login form",
+    "the billing worker",
+    "the search index",
+    "the CSV importer",
+    "the webhook sender",
+    "the admin dashboard",
+    "the Helm chart",
+    "the onboarding emails",
+    "the audit log",
+    "the session store",
+    "the GraphQL gateway",
+    "the invoice PDF renderer",
+    "the mobile push service",
+    "the feature-flag client",
+    "the Kafka consumer",
+    "the Redis cache layer",
+    "the S3 uploader",
+    "the payment retries",
+    "the user settings page",
+    "the Terraform modules",
+    "the CI pipeline",
+    "the metrics exporter",
+    "the OAuth flow",
+    "the rate limiter",
+    "the report scheduler",
+    "the dark mode theme",
+    "the password reset flow",
+    "the tenant quotas",
     "the data retention job",
 ];
 const CONTEXTS: &[&str] = &[
-    "for staging", "for production", "in the EU region", "for the iOS app", "for the Android app", "for enterprise tenants",
-    "behind a feature flag", "with structured logs", "for the v2 API", "after the Postgres upgrade", "for French users",
-    "with retries and backoff", "under load", "for the partner API", "in the nightly build",
+    "for staging",
+    "for production",
+    "in the EU region",
+    "for the iOS app",
+    "for the Android app",
+    "for enterprise tenants",
+    "behind a feature flag",
+    "with structured logs",
+    "for the v2 API",
+    "after the Postgres upgrade",
+    "for French users",
+    "with retries and backoff",
+    "under load",
+    "for the partner API",
+    "in the nightly build",
 ];
 
 fn title(i: usize) -> String {
@@ -72,21 +126,30 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let embedder = mc_embed::build(&EmbedderConfig::Bundled)?;
+    let embedder =
+        mc_embed::build(&if args.hashing { EmbedderConfig::Hashing { dim: 384 } } else { EmbedderConfig::Bundled })?;
     let dir = tempfile::tempdir()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone()))?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone()))?);
     mc_server::bootstrap_admin_token(store.as_ref(), Some("bench")).await?;
     let t0 = Instant::now();
     let pool: Vec<String> = (0..args.pool).map(|i| title(i * 7 + 3)).collect();
     let vectors = embedder.embed(&pool).await?;
-    println!("embedded a pool of {} titles in {:.1} s ({})", pool.len(), t0.elapsed().as_secs_f64(), embedder.model_id());
+    println!(
+        "embedded a pool of {} titles in {:.1} s ({})",
+        pool.len(),
+        t0.elapsed().as_secs_f64(),
+        embedder.model_id()
+    );
 
     let mut klusters = Vec::new();
     for m in 0..args.missions.max(1) {
         let mission = store.create_mission(&admin(), NewMission::parse(&format!("mission {m}"), None)?).await?.value;
         for k in 0..5 {
-            klusters.push(store.create_kluster(&admin(), NewKluster::parse(mission.id, &format!("k{k}"), None)?).await?.value);
+            klusters.push(
+                store.create_kluster(&admin(), NewKluster::parse(mission.id, &format!("k{k}"), None)?).await?.value,
+            );
         }
     }
     let t0 = Instant::now();
@@ -116,7 +179,10 @@ async fn main() -> Result<()> {
                 let t = store.create_task(&admin(), new).await?.value;
                 let hash = mc_domain::ledger::sha256_hex(t.embedding_text().as_bytes());
                 store
-                    .put_embeddings(&model, vec![Embedded { task_id: t.id, text_hash: hash, vector: vectors[p].clone() }])
+                    .put_embeddings(
+                        &model,
+                        vec![Embedded { task_id: t.id, text_hash: hash, vector: vectors[p].clone() }],
+                    )
                     .await?;
             }
         }));
@@ -138,7 +204,11 @@ async fn main() -> Result<()> {
     let server = mc_server::start(
         store.clone(),
         clock,
-        mc_server::ServerOptions { listen: "127.0.0.1:0".into(), embedder: Some(embedder.clone()), ..Default::default() },
+        mc_server::ServerOptions {
+            listen: "127.0.0.1:0".into(),
+            embedder: Some(embedder.clone()),
+            ..Default::default()
+        },
     )
     .await?;
     let base = format!("http://{}", server.addr());
