@@ -261,9 +261,12 @@ fn stored_vector(c: &Connection, task: TaskId, model: &str, dim: usize) -> Resul
     Ok(b.map(|b| unblob(&b)))
 }
 
-/// Turns free text into an FTS5 query: every meaningful word quoted, OR-ed (ranking does the
-/// rest).
-pub fn fts_query(text: &str) -> Option<String> {
+/// A word found in more documents than this is too common to rank on: scoring it would visit
+/// every one of them and it says little about which task is meant.
+const COMMON_DOCS: i64 = 2_000;
+
+/// The meaningful words of a query, lower-cased, deduplicated.
+fn query_words(text: &str) -> Vec<String> {
     let mut words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
@@ -272,7 +275,32 @@ pub fn fts_query(text: &str) -> Option<String> {
     words.sort();
     words.dedup();
     words.truncate(32);
-    (!words.is_empty()).then(|| words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR "))
+    words
+}
+
+/// The FTS5 query for free text, with bounded cost: the words that are specific enough OR-ed
+/// (ranking does the rest); if every word is common, all of them AND-ed (which only near
+/// restatements match, cheaply). Matching is restricted to the text columns.
+fn fts_query(c: &Connection, text: &str) -> Result<Option<String>> {
+    let words = query_words(text);
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let mut specific = Vec::new();
+    for w in &words {
+        let docs: i64 = c
+            .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM task_fts WHERE task_fts MATCH ?1 LIMIT ?2)")
+            .map_err(db_err)?
+            .query_row(params![format!("{{title description labels}} : \"{w}\""), COMMON_DOCS], |r| r.get(0))
+            .map_err(db_err)?;
+        if docs < COMMON_DOCS {
+            specific.push(w);
+        }
+    }
+    let quoted = |ws: &[&String], op: &str| ws.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(op);
+    let all: Vec<&String> = words.iter().collect();
+    let body = if specific.is_empty() { quoted(&all, " AND ") } else { quoted(&specific, " OR ") };
+    Ok(Some(format!("{{title description labels}} : ({body})")))
 }
 
 /// Filters on `tasks t`. The unary `+` keeps SQLite from driving the query off a tasks index
@@ -368,7 +396,7 @@ fn vector_candidates(c: &Connection, model: &str, v: &[f32], f: &SearchFilter, n
 
 pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
     let n = (req.limit * OVERSAMPLE).clamp(20, 400);
-    let text = match fts_query(&req.text) {
+    let text = match fts_query(c, &req.text)? {
         Some(q) => text_candidates(c, &q, &req.filter, n)?,
         None => vec![],
     };
