@@ -121,6 +121,10 @@ pub struct CreateTask {
     /// Create even if a blocking duplicate is found (recorded in the ledger).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledge_overlap: Option<bool>,
+    /// `false` skips overlap detection, for bulk imports (recorded in the ledger as
+    /// `task.create.overlap_unchecked`); default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_overlap: Option<bool>,
 }
 
 impl CreateTask {

@@ -85,8 +85,8 @@ async fn main() -> Result<()> {
     for &n in &args.preload {
         let ceiling = ceiling(n, args.creates, sync, args.concurrency)?;
         println!(
-            "\n== {n} tasks stored ==\nceiling (bare SQLite in-process, task row + label + chained ledger event, same schema and \
-             indexes, {} per transaction): {ceiling:>8.0} inserts/s",
+            "\n== {n} tasks stored ==\nceiling (bare SQLite in-process, task row + label + full-text row + chained ledger event, same \
+             schema and indexes, {} per transaction): {ceiling:>8.0} inserts/s",
             args.concurrency
         );
         let one_per_tx = ceiling_one_per_tx(n, 2_000.min(args.creates), sync)?;
@@ -122,26 +122,32 @@ async fn run(args: &Args, sync: Synchronous, preload: usize, ceiling: f64) -> Re
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let work = klusters[0];
 
-    // creates: throughput and latency at `concurrency`
-    let (elapsed, lat) = fan_out(args.concurrency, args.creates, {
-        let (http, base) = (http.clone(), base.clone());
-        move |i| {
+    // creates: throughput and latency at `concurrency`, first as a bulk load (overlap check
+    // skipped), then as agents create work (every create checked for overlap first)
+    for (label, check, total) in
+        [("overlap check skipped", false, args.creates), ("with overlap check", true, args.creates / 10)]
+    {
+        let (elapsed, lat) = fan_out(args.concurrency, total, {
             let (http, base) = (http.clone(), base.clone());
-            async move {
-                let body = json!({"kluster_id": work, "title": format!("bench task {i}"), "labels": ["bench"], "priority": (i % 5) as i64});
-                expect_status(http.post(format!("{base}/api/v1/tasks")).bearer_auth(TOKEN).json(&body).send().await?, 201).await
+            move |i| {
+                let (http, base) = (http.clone(), base.clone());
+                async move {
+                    let body = json!({"kluster_id": work, "title": format!("bench task {i} {label}"), "labels": ["bench"],
+                        "priority": (i % 5) as i64, "check_overlap": check, "acknowledge_overlap": true});
+                    expect_status(http.post(format!("{base}/api/v1/tasks")).bearer_auth(TOKEN).json(&body).send().await?, 201).await
+                }
             }
-        }
-    })
-    .await?;
-    let rate = args.creates as f64 / elapsed.as_secs_f64();
-    println!(
-        "create over HTTP ({} clients): {:>8.0} creates/s = {:.2} of ceiling; latency {}",
-        args.concurrency,
-        rate,
-        rate / ceiling,
-        Stats::new(lat).line()
-    );
+        })
+        .await?;
+        let rate = total as f64 / elapsed.as_secs_f64();
+        println!(
+            "create over HTTP, {label} ({} clients): {:>8.0} creates/s = {:.2} of ceiling; latency {}",
+            args.concurrency,
+            rate,
+            rate / ceiling,
+            Stats::new(lat).line()
+        );
+    }
 
     // claim + heartbeat latency
     let claims = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -316,6 +322,13 @@ fn bare_insert(c: &rusqlite::Connection, i: usize) -> Result<()> {
     )?
     .execute(rusqlite::params![id, format!("bench task {i}"), (i % 5) as i64, now])?;
     c.prepare_cached("INSERT INTO task_labels (label, task_id) VALUES ('bench', ?1)")?.execute([&id])?;
+    // the full-text index rows the store writes with every task
+    c.prepare_cached("INSERT INTO search_docs (task_id) VALUES (?1)")?.execute([&id])?;
+    let doc = c.last_insert_rowid();
+    c.prepare_cached(
+        "INSERT INTO task_fts (rowid, title, description, labels, scope) VALUES (?1, ?2, '', 'bench', 'mm kk sopen')",
+    )?
+    .execute(rusqlite::params![doc, format!("bench task {i}")])?;
     let (seq, prev): (i64, String) = c
         .prepare_cached("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -35,6 +35,7 @@ pub async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
                 paths,
                 labels,
                 acknowledge_overlap: acknowledge_overlap.then_some(true),
+                check_overlap: None,
             };
             // A duplicate is refused with `overlap_detected`; `main` prints the suggestions.
             let created = client.create_task(&body).await?;

@@ -59,6 +59,14 @@ pub async fn create_task(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Crea
         };
         return Ok(crate::created(Created { value, replayed: created.replayed, extra: None }));
     }
+    if body.value.check_overlap == Some(false) {
+        // bulk import: no check, no suggestions; the embedding worker indexes the vector later
+        let mut wctx = ctx.write_idempotent(route, &body.raw);
+        wctx.action_suffix = Some("overlap_unchecked");
+        let created = s.store.create_task(&wctx, new).await?;
+        let value = CreatedTask { task: created.value, overlap_suggestions: vec![], warnings: vec![] };
+        return Ok(crate::created(Created { value, replayed: created.replayed, extra: None }));
+    }
     let kluster = s.store.get_kluster(new.kluster_id).await?;
     let draft = overlap::Draft {
         mission_id: kluster.mission_id,
