@@ -628,6 +628,7 @@ mod tests {
             paths: Vec::new(),
             labels: Vec::new(),
             acknowledge_overlap: Some(true),
+            check_overlap: None,
         };
         let got = c.create_task(&create).await.expect("created");
         assert_eq!(got.task, task);
