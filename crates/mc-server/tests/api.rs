@@ -613,6 +613,18 @@ async fn create_reports_overlap_and_refuses_a_duplicate_unless_acknowledged() {
     assert!(!ids.contains(&&first["id"]));
     assert!(ids.contains(&&acked["id"]), "its duplicate is found: {own}");
 
+    // a bulk import may skip the check; the ledger says so
+    let (s, bulk) = app
+        .post(
+            "/api/v1/tasks",
+            json!({"kluster_id": k, "title": "Create Helm chart for staging", "check_overlap": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{bulk}");
+    assert_eq!(bulk["overlap_suggestions"], json!([]));
+    let (_, ev) = app.get(&format!("/api/v1/ledger?entity_id={}", bulk["id"].as_str().expect("id"))).await;
+    assert_eq!(ev["items"][0]["action"], "task.create.overlap_unchecked");
+
     // a bad glob is a field error before anything happens
     let (s, e) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": "x", "paths": ["src/[a"]})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
