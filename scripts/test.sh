@@ -38,13 +38,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast --test-threads "${MC_TEST_THREADS:-4}"
-else
-  cargo test --workspace --locked --no-fail-fast
-fi
-
 echo "== benchmark smoke runs (small sizes; real figures: see README)"
 cargo run --quiet --locked -p mc-bench -- --preload 300 --creates 300 --samples 50 --klusters 3
 cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20
@@ -52,3 +45,10 @@ cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missi
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"
 cargo run --quiet --locked -p mc-bench --bin overlap-eval -- --min-precision 0.9 --min-surfaced 0.8
 cargo run --quiet --locked -p mc-bench --bin overlap-eval -- --model-dir "$MC_TEST_MINILM_DIR" --min-precision 0.9 --min-surfaced 0.9
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast --test-threads "${MC_TEST_THREADS:-4}"
+else
+  cargo test --workspace --locked --no-fail-fast
+fi

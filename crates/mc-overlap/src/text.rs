@@ -2,7 +2,8 @@
 //! word is (rarity weight), and the "slot" categories whose swap makes a different object
 //! (staging vs production, Redis vs Kafka, French vs Italian...).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// Words that carry no meaning for overlap.
 const STOPWORDS: &[&str] = &[
@@ -370,8 +371,8 @@ const ACRONYMS: &[(&str, &str)] = &[
 
 /// The expansion of a known acronym.
 pub fn acronym(word: &str) -> Option<&'static str> {
-    let lower = word.to_lowercase();
-    ACRONYMS.iter().find(|(a, _)| *a == lower).map(|(_, e)| *e)
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| ACRONYMS.iter().copied().collect()).get(word.to_lowercase().as_str()).copied()
 }
 
 /// The text to embed: known acronyms are followed by their expansion in parentheses.
@@ -716,6 +717,28 @@ const SLOTS: &[(&str, &[&str])] = &[
     ),
 ];
 
+fn stopword(w: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| STOPWORDS.iter().copied().collect()).contains(w)
+}
+
+fn synonym(w: &str) -> Option<&'static str> {
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| SYNONYMS.iter().copied().collect()).get(w).copied()
+}
+
+fn slot_member(w: &str) -> Option<&'static str> {
+    static MAP: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    MAP.get_or_init(|| SLOTS.iter().flat_map(|(cat, members)| members.iter().map(move |m| (*m, *cat))).collect())
+        .get(w)
+        .copied()
+}
+
+fn generic(w: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| GENERIC.iter().copied().collect()).contains(w)
+}
+
 /// A normalised token, with its original spelling kept for explanations.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Token {
@@ -750,14 +773,14 @@ fn stem(word: &str) -> String {
 
 fn fold(raw: &str) -> String {
     let lower = raw.to_lowercase();
-    if let Some((_, to)) = SYNONYMS.iter().find(|(from, _)| *from == lower) {
-        return (*to).to_owned();
+    if let Some(to) = synonym(&lower) {
+        return to.to_owned();
     }
     if slot(&lower).is_some() {
         return lower; // names of things are not stemmed (`staging` is not `stag`)
     }
     let s = stem(&lower);
-    SYNONYMS.iter().find(|(from, _)| *from == s).map(|(_, to)| (*to).to_owned()).unwrap_or(s)
+    synonym(&s).map(str::to_owned).unwrap_or(s)
 }
 
 /// Splits text into content tokens: lower-cased, stopwords dropped, synonyms folded, lightly
@@ -774,14 +797,14 @@ pub fn tokens(text: &str) -> Vec<Token> {
             return;
         }
         let lower = t.to_lowercase();
-        if STOPWORDS.contains(&lower.as_str()) {
+        if stopword(&lower) {
             return;
         }
-        let known = SYNONYMS.iter().any(|(from, _)| *from == lower) || slot(&lower).is_some();
+        let known = synonym(&lower).is_some() || slot(&lower).is_some();
         if !known && !lower.starts_with('/') && lower.contains(['-', '_']) {
             // compounds count by their parts: `auth-service` vs `cart-service` differ in one part
             for part in t.split(['-', '_']).filter(|p| p.len() > 1 || p.chars().all(|c| c.is_ascii_digit())) {
-                if !STOPWORDS.contains(&part.to_lowercase().as_str()) {
+                if !stopword(&part.to_lowercase()) {
                     out.push(Token { norm: fold(part), original: part.to_owned() });
                 }
             }
@@ -790,7 +813,7 @@ pub fn tokens(text: &str) -> Vec<Token> {
         if let Some(expansion) = acronym(&lower) {
             // the acronym and its words: "RBAC" matches "role-based access control" and "rbac"
             out.push(Token { norm: lower.clone(), original: t.clone() });
-            for w in expansion.split([' ', '-']).filter(|w| !w.is_empty() && !STOPWORDS.contains(w)) {
+            for w in expansion.split([' ', '-']).filter(|w| !w.is_empty() && !stopword(w)) {
                 out.push(Token { norm: fold(w), original: t.clone() });
             }
             return;
@@ -815,7 +838,7 @@ pub fn tokens(text: &str) -> Vec<Token> {
 
 /// How much a token says about which work it is: generic task words weigh little.
 pub fn weight(norm: &str) -> f32 {
-    if GENERIC.contains(&norm) {
+    if generic(norm) {
         0.25
     } else if norm.chars().count() <= 2 && !norm.chars().any(|c| c.is_ascii_digit()) {
         0.5
@@ -826,7 +849,7 @@ pub fn weight(norm: &str) -> f32 {
 
 /// Whether a token is generic (does not name an object).
 pub fn is_generic(norm: &str) -> bool {
-    GENERIC.contains(&norm)
+    generic(norm)
 }
 
 /// The slot category of a token, if it names one member of a family of interchangeable objects.
@@ -838,7 +861,7 @@ pub fn slot(norm: &str) -> Option<&'static str> {
     if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Some("version");
     }
-    SLOTS.iter().find(|(_, members)| members.contains(&norm)).map(|(name, _)| *name)
+    slot_member(norm)
 }
 
 /// The set of normalised tokens.

@@ -246,6 +246,37 @@ async fn main() -> Result<()> {
             }
         }
     }
+    // where the time goes: the store's hybrid query alone, and the scorer alone
+    let mut store_text = Vec::new();
+    let mut store_hybrid = Vec::new();
+    let mut scoring = Vec::new();
+    let model_id = embedder.model_id().to_owned();
+    let qv = embedder.embed(&queries[..queries.len().min(50)].to_vec()).await?;
+    let scorer = mc_overlap::shipped_for(&model_id);
+    for (i, q) in queries.iter().enumerate() {
+        let filter = mc_store::SearchFilter {
+            mission_id: Some(m0),
+            statuses: mc_domain::TaskStatus::LIVE.to_vec(),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let hits = store
+            .search_tasks(&mc_store::SearchRequest { text: q.clone(), vector: None, filter: filter.clone(), limit: 20 })
+            .await?;
+        store_text.push(t.elapsed());
+        let vector = Some(mc_store::VectorQuery { model: model_id.clone(), vector: qv[i % qv.len()].clone() });
+        let t = Instant::now();
+        store.search_tasks(&mc_store::SearchRequest { text: q.clone(), vector, filter, limit: 20 }).await?;
+        store_hybrid.push(t.elapsed());
+        let t = Instant::now();
+        for h in &hits {
+            let a = mc_overlap::ItemText { title: &h.task.title, description: &h.task.description };
+            let b = mc_overlap::ItemText { title: q, description: "" };
+            let f = mc_overlap::PairFeatures::new(a, b, h.cosine.unwrap_or(0.5), mc_overlap::PathRelation::Unknown);
+            std::hint::black_box(scorer.judge(&f));
+        }
+        scoring.push(t.elapsed());
+    }
     let line = |name: &str, v: Vec<Duration>| {
         println!("{name:<38} p50 {:>7.2} ms  p99 {:>7.2} ms  (n={})", pct(v.clone(), 0.5), pct(v, 0.99), args.samples)
     };
@@ -253,6 +284,9 @@ async fn main() -> Result<()> {
     line("overlap check (draft, incl. embedding)", overlap);
     line("hybrid search, one mission", search_mission);
     line("hybrid search, everything", search_all);
+    line("  of which: store full-text query", store_text);
+    line("  of which: store hybrid query", store_hybrid);
+    line("  of which: scoring 20 candidates", scoring);
     server.shutdown().await?;
     Ok(())
 }
