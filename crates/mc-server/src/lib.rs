@@ -8,6 +8,7 @@ pub mod extract;
 pub mod overlap;
 pub mod reaper;
 pub mod routes;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

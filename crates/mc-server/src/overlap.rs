@@ -274,24 +274,11 @@ pub async fn run_embedder(
     store: Arc<dyn Store>,
     embedder: Arc<dyn Embedder>,
     every: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        loop {
-            match embed_pending_once(store.as_ref(), embedder.as_ref(), 32).await {
-                Ok(32) if !*shutdown.borrow() => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "embedding worker failed; will retry");
-                    break;
-                }
-            }
-        }
-    }
+    const BATCH: usize = 32;
+    crate::worker::periodic("embedding worker", every, shutdown, BATCH, || {
+        embed_pending_once(store.as_ref(), embedder.as_ref(), BATCH)
+    })
+    .await;
 }

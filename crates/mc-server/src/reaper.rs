@@ -20,24 +20,6 @@ pub async fn reap_once(store: &dyn Store) -> mc_domain::Result<usize> {
 }
 
 /// Runs the reaper every `every` until `shutdown` changes.
-pub async fn run(store: Arc<dyn Store>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => break,
-        }
-        loop {
-            match reap_once(store.as_ref()).await {
-                Ok(n) if n == BATCH => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease reaper failed; will retry");
-                    break;
-                }
-            }
-        }
-    }
-    tracing::debug!("lease reaper stopped");
+pub async fn run(store: Arc<dyn Store>, every: Duration, shutdown: watch::Receiver<bool>) {
+    crate::worker::periodic("lease reaper", every, shutdown, BATCH, || reap_once(store.as_ref())).await;
 }
