@@ -251,7 +251,7 @@ async fn main() -> Result<()> {
     let mut store_hybrid = Vec::new();
     let mut scoring = Vec::new();
     let model_id = embedder.model_id().to_owned();
-    let qv = embedder.embed(&queries[..queries.len().min(50)].to_vec()).await?;
+    let qv = embedder.embed(&queries[..queries.len().min(50)]).await?;
     let scorer = mc_overlap::shipped_for(&model_id);
     for (i, q) in queries.iter().enumerate() {
         let filter = mc_store::SearchFilter {
