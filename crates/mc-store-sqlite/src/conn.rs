@@ -14,6 +14,8 @@ use mc_domain::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::vindex::{self, VecIndex};
+
 /// How hard SQLite syncs at commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
@@ -94,7 +96,8 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection, max_batch: usize) -> Self {
+    /// Starts the writer; changes to vector tables reach `index` once committed.
+    pub(crate) fn start(conn: Connection, max_batch: usize, index: Arc<VecIndex>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(8192);
         std::thread::Builder::new()
             .name("mc-sqlite-writer".into())
@@ -108,7 +111,7 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&conn, &mut batch);
+                    run_batch(&conn, &mut batch, &index);
                 }
                 tracing::debug!("sqlite writer stopped");
             })
@@ -142,12 +145,17 @@ impl Writer {
 
 fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
     conn.execute_batch("SAVEPOINT job").map_err(db_err)?;
+    let mark = vindex::mark();
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE job").map_err(db_err)?;
+            if let Err(e) = conn.execute_batch("RELEASE job") {
+                vindex::rollback_to(mark);
+                return Err(db_err(e));
+            }
             Ok(v)
         }
         Err(e) => {
+            vindex::rollback_to(mark);
             if let Err(rb) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
                 tracing::error!(error = %rb, "rollback to savepoint failed");
             }
@@ -156,7 +164,7 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, index: &VecIndex) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
         for job in batch.drain(..) {
@@ -168,9 +176,13 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     }
     let finishers: Vec<Finisher> = batch.drain(..).map(|job| job(conn)).collect();
     let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "commit failed; rolling back the batch");
-        let _ = conn.execute_batch("ROLLBACK");
+    let changes = vindex::take();
+    match &commit {
+        Ok(()) => index.apply(changes),
+        Err(e) => {
+            tracing::error!(error = %e, "commit failed; rolling back the batch");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
     }
     for finish in finishers {
         finish(commit.clone());

@@ -7,6 +7,7 @@ mod conn;
 mod rows;
 pub mod schema;
 mod search;
+mod vindex;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use serde_json::json;
 pub use conn::Synchronous;
 use conn::{Readers, Writer, db_err};
 use rows::*;
+use vindex::VecIndex;
 
 /// How to open the embedded store.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
     clock: Arc<dyn Clock>,
+    /// Nearest-neighbour index over the vectors in the `vec0` tables.
+    index: Arc<VecIndex>,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: std::sync::mpsc::Sender<()>,
 }
@@ -80,10 +84,17 @@ impl SqliteStore {
         search::register_sqlite_vec();
         migrate(&config.path)?;
         let write_conn = conn::open(&config.path, false, config.synchronous)?;
-        let writer = Writer::start(write_conn, config.max_batch.max(1));
+        // the index is complete before the writer (its only other source of changes) starts
+        let index = Arc::new(VecIndex::default());
+        let started = std::time::Instant::now();
+        let vectors = search::load_index(&write_conn, &index)?;
+        if vectors > 0 {
+            tracing::info!(vectors, ms = started.elapsed().as_millis() as u64, "vector index loaded");
+        }
+        let writer = Writer::start(write_conn, config.max_batch.max(1), Arc::clone(&index));
         let readers = Readers::open(&config.path, config.readers.max(1))?;
         let checkpointer = conn::start_checkpointer(&config.path, Duration::from_millis(500))?;
-        Ok(Self { path: config.path, writer, readers, clock: config.clock, _checkpointer: checkpointer })
+        Ok(Self { path: config.path, writer, readers, clock: config.clock, index, _checkpointer: checkpointer })
     }
 
     pub fn path(&self) -> &Path {
@@ -750,9 +761,9 @@ impl Store for SqliteStore {
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
                 let mut t = load_task(c, TaskId::parse_field(&id, "id")?)?;
+                let before = t.status;
                 t.lease = None;
                 t.status = TaskStatus::Open;
-                let before = t.status;
                 t.updated_at = now;
                 save_task(c, &t, false, false)?;
                 search::reindex(c, &t, false, before != t.status)?;
@@ -768,7 +779,8 @@ impl Store for SqliteStore {
 
     async fn search_tasks(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
         let req = req.clone();
-        self.read(move |c| search::search(c, &req)).await
+        let index = Arc::clone(&self.index);
+        self.read(move |c| search::search(c, &index, &req)).await
     }
 
     async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>> {

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::conn::db_err;
 use crate::rows::{TASK_COLUMNS, load_task, task_from_row};
+use crate::vindex::{self, Op, VecIndex};
 
 /// Reciprocal-rank-fusion constant (the usual 60).
 const RRF_K: f32 = 60.0;
@@ -127,11 +128,12 @@ pub(crate) fn reindex(c: &Connection, t: &Task, text_changed: bool, status_chang
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db_err)?;
         for (model, dim) in tables {
-            c.execute(
-                &format!("UPDATE {} SET status = ?1 WHERE doc_id = ?2", vec_table(&model, dim as usize)),
-                params![t.status.as_str(), doc],
-            )
-            .map_err(db_err)?;
+            let table = vec_table(&model, dim as usize);
+            c.prepare_cached(&format!("UPDATE {table} SET status = ?1 WHERE doc_id = ?2"))
+                .map_err(db_err)?
+                .execute(params![t.status.as_str(), doc])
+                .map_err(db_err)?;
+            vindex::record(Op::Status { table, doc, status: t.status.as_str().to_owned() });
         }
     }
     Ok(())
@@ -193,17 +195,29 @@ pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector:
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)?;
     for d in old_dims {
-        c.execute(&format!("DELETE FROM {} WHERE doc_id = ?1", vec_table(model, d as usize)), params![doc])
+        let table = vec_table(model, d as usize);
+        c.prepare_cached(&format!("DELETE FROM {table} WHERE doc_id = ?1"))
+            .map_err(db_err)?
+            .execute(params![doc])
             .map_err(db_err)?;
+        vindex::record(Op::Delete { table, doc });
     }
-    c.execute(
-        &format!(
-            "INSERT INTO {} (doc_id, embedding, mission_id, kluster_id, status) VALUES (?1, ?2, ?3, ?4, ?5)",
-            vec_table(model, dim)
-        ),
-        params![doc, blob(vector), t.mission_id.to_string(), t.kluster_id.to_string(), t.status.as_str()],
-    )
+    let table = vec_table(model, dim);
+    let (mission, kluster) = (t.mission_id.to_string(), t.kluster_id.to_string());
+    c.prepare_cached(&format!(
+        "INSERT INTO {table} (doc_id, embedding, mission_id, kluster_id, status) VALUES (?1, ?2, ?3, ?4, ?5)"
+    ))
+    .map_err(db_err)?
+    .execute(params![doc, blob(vector), mission, kluster, t.status.as_str()])
     .map_err(db_err)?;
+    vindex::record(Op::Upsert {
+        table,
+        doc,
+        mission,
+        kluster,
+        status: t.status.as_str().to_owned(),
+        vector: vector.to_vec(),
+    });
     c.prepare_cached(
         "INSERT INTO task_embeddings (task_id, model, text_hash, dim) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (task_id, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim",
@@ -360,48 +374,91 @@ fn text_candidates(c: &Connection, words: &str, f: &SearchFilter, n: usize) -> R
         .map_err(db_err)
 }
 
-/// Vector candidates, nearest first, with their cosine similarity.
-fn vector_candidates(c: &Connection, model: &str, v: &[f32], f: &SearchFilter, n: usize) -> Result<Vec<(Task, f32)>> {
-    if !vec_table_exists(c, model, v.len())? {
+/// Vector candidates, nearest first, with their (approximate) cosine similarity: the nearest
+/// documents come from the in-memory index, their tasks (and the label filter) from SQLite.
+fn vector_candidates(
+    c: &Connection,
+    index: &VecIndex,
+    model: &str,
+    v: &[f32],
+    f: &SearchFilter,
+    n: usize,
+) -> Result<Vec<(Task, f32)>> {
+    let (mission, kluster) = (f.mission_id.map(|m| m.to_string()), f.kluster_id.map(|k| k.to_string()));
+    let filter = vindex::Filter {
+        mission: mission.as_deref(),
+        kluster: kluster.as_deref(),
+        statuses: f.statuses.iter().map(|s| s.as_str()).collect(),
+    };
+    let nearest = index.nearest(&vec_table(model, v.len()), v, &filter, n);
+    if nearest.is_empty() {
         return Ok(vec![]);
     }
     let mut sql = format!(
-        "SELECT {}, knn.distance FROM (SELECT doc_id, distance FROM {} WHERE embedding MATCH ? AND k = ?",
+        "SELECT {}, d.doc_id FROM search_docs d JOIN tasks t ON t.id = d.task_id WHERE d.doc_id IN ({})",
         prefixed(),
-        vec_table(model, v.len())
+        vec!["?"; nearest.len()].join(", ")
     );
-    let mut args = vec![Value::Blob(blob(v)), Value::Integer(n as i64)];
-    if let Some(m) = f.mission_id {
-        sql.push_str(" AND mission_id = ?");
-        args.push(Value::Text(m.to_string()));
-    }
-    if let Some(k) = f.kluster_id {
-        sql.push_str(" AND kluster_id = ?");
-        args.push(Value::Text(k.to_string()));
-    }
-    if !f.statuses.is_empty() {
-        sql.push_str(&format!(" AND status IN ({})", vec!["?"; f.statuses.len()].join(", ")));
-        args.extend(f.statuses.iter().map(|s| Value::Text(s.as_str().to_owned())));
-    }
-    sql.push_str(") knn JOIN search_docs d ON d.doc_id = knn.doc_id JOIN tasks t ON t.id = d.task_id WHERE 1 = 1");
+    let mut args: Vec<Value> = nearest.iter().map(|(d, _)| Value::Integer(*d)).collect();
     let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
     filter_sql(&label_filter, &mut sql, &mut args, false);
-    sql.push_str(" ORDER BY knn.distance");
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;
-    st.query_map(params_from_iter(args), |r| Ok((task_from_row(r)?, 1.0 - r.get::<_, f64>(17)? as f32)))
+    let mut tasks: HashMap<i64, Task> = st
+        .query_map(params_from_iter(args), |r| Ok((r.get::<_, i64>(17)?, task_from_row(r)?)))
         .map_err(db_err)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db_err)
+        .collect::<rusqlite::Result<HashMap<_, _>>>()
+        .map_err(db_err)?;
+    Ok(nearest.into_iter().filter_map(|(d, cos)| tasks.remove(&d).map(|t| (t, cos))).collect())
 }
 
-pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+/// Loads every `vec0` table into the in-memory index (at open, before the writer starts).
+pub(crate) fn load_index(c: &Connection, index: &VecIndex) -> Result<usize> {
+    let tables: Vec<String> = c
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'task_vec_*' \
+             AND sql LIKE 'CREATE VIRTUAL TABLE%'",
+        )
+        .map_err(db_err)?
+        .query_map([], |r| r.get(0))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    let mut loaded = 0;
+    for table in tables {
+        let mut st = c
+            .prepare(&format!("SELECT doc_id, embedding, mission_id, kluster_id, status FROM {table}"))
+            .map_err(db_err)?;
+        let mut rows = st.query([]).map_err(db_err)?;
+        let mut ops = Vec::new();
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let b: Vec<u8> = r.get(1).map_err(db_err)?;
+            ops.push(Op::Upsert {
+                table: table.clone(),
+                doc: r.get(0).map_err(db_err)?,
+                vector: unblob(&b),
+                mission: r.get(2).map_err(db_err)?,
+                kluster: r.get(3).map_err(db_err)?,
+                status: r.get(4).map_err(db_err)?,
+            });
+            if ops.len() >= 4096 {
+                loaded += ops.len();
+                index.apply(std::mem::take(&mut ops));
+            }
+        }
+        loaded += ops.len();
+        index.apply(ops);
+    }
+    Ok(loaded)
+}
+
+pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> Result<Vec<SearchHit>> {
     let n = (req.limit * OVERSAMPLE).clamp(20, 400);
     let text = match fts_query(c, &req.text)? {
         Some(q) => text_candidates(c, &q, &req.filter, n)?,
         None => vec![],
     };
     let vector = match &req.vector {
-        Some(v) => vector_candidates(c, &v.model, &v.vector, &req.filter, n)?,
+        Some(v) => vector_candidates(c, index, &v.model, &v.vector, &req.filter, n)?,
         None => vec![],
     };
     let mut hits: HashMap<TaskId, SearchHit> = HashMap::new();
@@ -423,9 +480,12 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<SearchHi
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.id.cmp(&b.task.id)));
     out.truncate(req.limit);
     if let Some(v) = &req.vector {
-        // text-only hits get their similarity too (callers judge overlap on it)
-        for h in out.iter_mut().filter(|h| h.cosine.is_none()) {
-            h.cosine = stored_vector(c, h.task.id, &v.model, v.vector.len())?.map(|tv| dot(&tv, &v.vector));
+        // every hit returned gets its exact similarity, text-only hits too (callers judge
+        // overlap on it); the index's int8 figure only ranked the candidates
+        let norm = dot(&v.vector, &v.vector).sqrt();
+        for h in out.iter_mut() {
+            h.cosine = stored_vector(c, h.task.id, &v.model, v.vector.len())?
+                .map(|tv| dot(&tv, &v.vector) / (norm * dot(&tv, &tv).sqrt()).max(f32::MIN_POSITIVE));
         }
     }
     Ok(out)
