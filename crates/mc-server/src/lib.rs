@@ -68,11 +68,12 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub tokens: Arc<auth::TokenCache>,
     pub semantic: Option<overlap::Semantic>,
+    pub admissions: Arc<overlap::Admissions>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, tokens: Arc::default(), semantic: None }
+        Self { store, clock, tokens: Arc::default(), semantic: None, admissions: Arc::default() }
     }
 
     pub fn with_embedder(mut self, embedder: Option<Arc<dyn mc_embed::Embedder>>) -> Self {

@@ -131,7 +131,7 @@ pub async fn check(
     if let Some(id) = draft.exclude {
         candidates.remove(&id);
     }
-    let scorer = semantic.map(|s| Arc::clone(&s.scorer)).unwrap_or_else(|| Arc::new(mc_overlap::shipped_for("")));
+    let scorer = scorer_of(semantic);
     let mut suggestions = Vec::new();
     let mut blocking = false;
     for (_, (task, cos)) in candidates {
@@ -140,42 +140,157 @@ pub async fn check(
             (None, Some((model, v))) => store.task_embedding(task.id, model).await?.map(|tv| cosine(v, &tv)),
             (None, None) => None,
         };
-        let globs: Vec<Glob> = task.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
-        let a = ItemText { title: &task.title, description: &task.description };
-        let b = ItemText { title: &draft.title, description: &draft.description };
-        let paths = path_relation(&globs, &draft_globs);
-        // without vectors, the lexical overlap stands in for semantic similarity (degraded mode)
-        let lexical_only = PairFeatures::new(a, b, 0.0, paths.clone());
-        let features = PairFeatures::new(a, b, cos.unwrap_or(lexical_only.lexical), paths);
-        let verdict = scorer.judge(&features);
-        let Some(relation) = verdict.relation else { continue };
-        let mut reasons = verdict.reasons;
-        let mut score = verdict.score;
-        if cos.is_none() {
-            reasons[0] = "no vector to compare; judged on wording".into();
+        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, &task, cos) {
+            blocking |= blocks;
+            suggestions.push(suggestion);
         }
-        if draft.kluster_id == Some(task.kluster_id) {
-            reasons.push("same kluster".into());
-            score = (score + 0.02).min(1.0);
-        }
-        blocking |= verdict.blocks;
-        suggestions.push(OverlapSuggestion {
-            id: task.id.to_string(),
-            kind: "task".into(),
-            title: task.title.clone(),
-            status: task.status.as_str().into(),
-            holder: task.lease.as_ref().map(|l| l.holder.clone()),
-            relation: match relation {
-                Relation::Duplicate => OverlapRelation::Duplicate,
-                Relation::Related => OverlapRelation::Related,
-            },
-            score,
-            reasons,
-        });
     }
+    rank(&mut suggestions);
+    Ok(Outcome { suggestions, blocking, warnings, vector })
+}
+
+/// The scorer fitted for the configured embedder (or for wording alone).
+fn scorer_of(semantic: Option<&Semantic>) -> Arc<ScorerModel> {
+    semantic.map(|s| Arc::clone(&s.scorer)).unwrap_or_else(|| Arc::new(mc_overlap::shipped_for("")))
+}
+
+/// Judges one existing task against the draft: a suggestion if they overlap, and whether it
+/// blocks creation.
+fn judge(
+    scorer: &ScorerModel,
+    draft: &Draft,
+    draft_globs: &[Glob],
+    task: &Task,
+    cos: Option<f32>,
+) -> Option<(OverlapSuggestion, bool)> {
+    let globs: Vec<Glob> = task.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
+    let a = ItemText { title: &task.title, description: &task.description };
+    let b = ItemText { title: &draft.title, description: &draft.description };
+    let paths = path_relation(&globs, draft_globs);
+    // without vectors, the lexical overlap stands in for semantic similarity (degraded mode)
+    let lexical_only = PairFeatures::new(a, b, 0.0, paths.clone());
+    let features = PairFeatures::new(a, b, cos.unwrap_or(lexical_only.lexical), paths);
+    let verdict = scorer.judge(&features);
+    let relation = verdict.relation?;
+    let mut reasons = verdict.reasons;
+    let mut score = verdict.score;
+    if cos.is_none() {
+        reasons[0] = "no vector to compare; judged on wording".into();
+    }
+    if draft.kluster_id == Some(task.kluster_id) {
+        reasons.push("same kluster".into());
+        score = (score + 0.02).min(1.0);
+    }
+    let suggestion = OverlapSuggestion {
+        id: task.id.to_string(),
+        kind: "task".into(),
+        title: task.title.clone(),
+        status: task.status.as_str().into(),
+        holder: task.lease.as_ref().map(|l| l.holder.clone()),
+        relation: match relation {
+            Relation::Duplicate => OverlapRelation::Duplicate,
+            Relation::Related => OverlapRelation::Related,
+        },
+        score,
+        reasons,
+    };
+    Some((suggestion, verdict.blocks))
+}
+
+fn rank(suggestions: &mut Vec<OverlapSuggestion>) {
     suggestions.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
     suggestions.truncate(MAX_SUGGESTIONS);
-    Ok(Outcome { suggestions, blocking, warnings, vector })
+}
+
+/// Creates that run the overlap check, serialised per mission where it matters: each check runs
+/// concurrently against the store, then, under the mission's lock, the draft is also judged
+/// against the tasks created since its check began (which the check may not have seen) before
+/// it is created. Two identical drafts sent at the same instant therefore cannot both pass.
+/// This covers the creates of one server process (the embedded profile has exactly one).
+#[derive(Debug, Default)]
+pub struct Admissions {
+    missions: std::sync::Mutex<HashMap<MissionId, Arc<tokio::sync::Mutex<Recent>>>>,
+}
+
+/// The tasks created lately in one mission through the check, numbered in creation order.
+#[derive(Debug, Default)]
+pub struct Recent {
+    next: u64,
+    created: std::collections::VecDeque<(u64, Task, Option<(String, Vec<f32>)>)>,
+}
+
+/// Created tasks remembered per mission (a check is never this many creates behind).
+const RECENT: usize = 4096;
+
+/// Where a check began: creates numbered from `seen` on may be missing from it.
+#[derive(Debug)]
+pub struct Ticket {
+    lane: Arc<tokio::sync::Mutex<Recent>>,
+    seen: u64,
+}
+
+impl Admissions {
+    pub async fn ticket(&self, mission: MissionId) -> Ticket {
+        let lane = {
+            let mut m = self.missions.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(m.entry(mission).or_default())
+        };
+        let seen = lane.lock().await.next;
+        Ticket { lane, seen }
+    }
+}
+
+impl Ticket {
+    /// Judges the draft against what was created since the check began, then (unless that
+    /// finds a blocking duplicate that is not acknowledged) runs `create(blocking, replay
+    /// extra)` while holding the mission's lock and remembers the created task.
+    pub async fn admit<F, Fut>(
+        self,
+        semantic: Option<&Semantic>,
+        draft: &Draft,
+        outcome: &mut Outcome,
+        acknowledged: bool,
+        create: F,
+    ) -> Result<mc_store::Created<Task>, ApiError>
+    where
+        F: FnOnce(bool, serde_json::Value) -> Fut,
+        Fut: std::future::Future<Output = Result<mc_store::Created<Task>, ApiError>>,
+    {
+        let mut recent = self.lane.lock().await;
+        let scorer = scorer_of(semantic);
+        let draft_globs = parse_globs(&draft.paths)?;
+        let mut found = false;
+        for (_, task, v) in recent.created.iter().filter(|(n, _, _)| *n >= self.seen) {
+            let cos = match (&outcome.vector, v) {
+                (Some((ma, a)), Some((mb, b))) if ma == mb => Some(cosine(a, b)),
+                _ => None,
+            };
+            if outcome.suggestions.iter().any(|s| s.id == task.id.to_string()) {
+                continue;
+            }
+            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, task, cos) {
+                outcome.blocking |= blocks;
+                outcome.suggestions.push(suggestion);
+                found = true;
+            }
+        }
+        if found {
+            rank(&mut outcome.suggestions);
+        }
+        if outcome.blocking && !acknowledged {
+            return Err(blocked(outcome));
+        }
+        // what a replay of this create must answer besides the task
+        let extra = json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings });
+        let created = create(outcome.blocking, extra).await?;
+        let n = recent.next;
+        recent.next += 1;
+        recent.created.push_back((n, created.value.clone(), outcome.vector.clone()));
+        if recent.created.len() > RECENT {
+            recent.created.pop_front();
+        }
+        Ok(created)
+    }
 }
 
 /// The 409 answer when a blocking duplicate exists.

@@ -275,9 +275,11 @@ fn stored_vector(c: &Connection, task: TaskId, model: &str, dim: usize) -> Resul
     Ok(b.map(|b| unblob(&b)))
 }
 
-/// A word found in more documents than this is too common to rank on: scoring it would visit
-/// every one of them and it says little about which task is meant.
-const COMMON_DOCS: i64 = 2_000;
+/// Most documents the full-text stage ranks. Ranking costs about a microsecond per matching
+/// document, so the words searched for are the rarest ones whose documents add up to at most
+/// this many: rare words say most about which task is meant, and a word found in thousands of
+/// documents would make every query slow while barely changing the ranking.
+const RANK_BUDGET: i64 = 1_000;
 
 /// The meaningful words of a query, lower-cased, deduplicated.
 fn query_words(text: &str) -> Vec<String> {
@@ -292,27 +294,41 @@ fn query_words(text: &str) -> Vec<String> {
     words
 }
 
-/// The FTS5 query for free text, with bounded cost: the words that are specific enough OR-ed
-/// (ranking does the rest); if every word is common, all of them AND-ed (which only near
-/// restatements match, cheaply). Matching is restricted to the text columns.
+/// The FTS5 query for free text, with bounded cost: the rarest words whose documents fit the
+/// ranking budget, OR-ed (ranking does the rest); if even the rarest word is too common, all of
+/// the words AND-ed (which only near restatements match, cheaply). Matching is restricted to the
+/// text columns.
 fn fts_query(c: &Connection, text: &str) -> Result<Option<String>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
     }
-    let mut specific = Vec::new();
+    let mut counted = Vec::with_capacity(words.len());
     for w in &words {
         let docs: i64 = c
             .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM task_fts WHERE task_fts MATCH ?1 LIMIT ?2)")
             .map_err(db_err)?
-            .query_row(params![format!("{{title description labels}} : \"{w}\""), COMMON_DOCS], |r| r.get(0))
+            .query_row(params![format!("{{title description labels}} : \"{w}\""), RANK_BUDGET + 1], |r| r.get(0))
             .map_err(db_err)?;
-        if docs < COMMON_DOCS {
-            specific.push(w);
+        if docs > 0 {
+            counted.push((docs, w));
         }
     }
+    if counted.is_empty() {
+        return Ok(None);
+    }
+    counted.sort();
+    let mut specific = Vec::new();
+    let mut total = 0;
+    for (docs, w) in &counted {
+        if total + docs > RANK_BUDGET {
+            break;
+        }
+        total += docs;
+        specific.push(*w);
+    }
     let quoted = |ws: &[&String], op: &str| ws.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(op);
-    let all: Vec<&String> = words.iter().collect();
+    let all: Vec<&String> = counted.iter().map(|(_, w)| *w).collect();
     let body = if specific.is_empty() { quoted(&all, " AND ") } else { quoted(&specific, " OR ") };
     Ok(Some(format!("{{title description labels}} : ({body})")))
 }

@@ -76,22 +76,24 @@ pub async fn create_task(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Crea
         paths: new.paths.clone(),
         exclude: None,
     };
-    let outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, None).await?;
+    let ticket = s.admissions.ticket(kluster.mission_id).await;
+    let mut outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, None).await?;
     let acknowledged = body.value.acknowledge_overlap.unwrap_or(false);
-    if outcome.blocking && !acknowledged {
-        return Err(overlap::blocked(&outcome));
-    }
-    let mut wctx = ctx.write_idempotent(route, &body.raw);
-    if outcome.blocking {
-        wctx.action_suffix = Some("overlap_acknowledged");
-    }
-    let extra = ReplayExtra { overlap_suggestions: outcome.suggestions, warnings: outcome.warnings };
-    wctx.replay_extra = serde_json::to_value(&extra).ok();
-    let created = s.store.create_task(&wctx, new).await?;
-    overlap::store_vector(s.store.as_ref(), &created.value, outcome.vector).await;
-    let value =
-        CreatedTask { task: created.value, overlap_suggestions: extra.overlap_suggestions, warnings: extra.warnings };
-    Ok(crate::created(Created { value, replayed: created.replayed, extra: None }))
+    let (store, ctx, raw) = (s.store.as_ref(), &ctx, &body.raw);
+    let created = ticket
+        .admit(s.semantic.as_ref(), &draft, &mut outcome, acknowledged, |blocking, extra| async move {
+            let mut wctx = ctx.write_idempotent(route, raw);
+            if blocking {
+                wctx.action_suffix = Some("overlap_acknowledged");
+            }
+            wctx.replay_extra = Some(extra);
+            Ok(store.create_task(&wctx, new).await?)
+        })
+        .await?;
+    let (task, replayed) = (created.value, created.replayed);
+    overlap::store_vector(store, &task, outcome.vector).await;
+    let value = CreatedTask { task, overlap_suggestions: outcome.suggestions, warnings: outcome.warnings };
+    Ok(crate::created(Created { value, replayed, extra: None }))
 }
 
 /// What a create's response carries beyond the task, kept for replays.
