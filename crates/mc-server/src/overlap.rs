@@ -28,6 +28,9 @@ const CANDIDATES: usize = 20;
 /// Most tasks with declared paths compared glob by glob.
 const PATH_CANDIDATES: usize = 200;
 
+/// A vector and the id of the model that made it.
+pub type ModelVector = (String, Vec<f32>);
+
 /// The embedder and the scorer fitted for it.
 #[derive(Debug, Clone)]
 pub struct Semantic {
@@ -216,7 +219,7 @@ pub struct Admissions {
 #[derive(Debug, Default)]
 pub struct Recent {
     next: u64,
-    created: std::collections::VecDeque<(u64, Task, Option<(String, Vec<f32>)>)>,
+    created: std::collections::VecDeque<(u64, Task, Option<ModelVector>)>,
 }
 
 /// Created tasks remembered per mission (a check is never this many creates behind).
