@@ -332,6 +332,34 @@ pub struct SearchResponse {
     pub warnings: Vec<String>,
 }
 
+/// A search over klusters (their name and description).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct KlusterSearchQuery {
+    /// What to look for (1 to 1000 characters).
+    pub q: String,
+    pub mission_id: Option<MissionId>,
+    /// 1 to 100, default 10.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KlusterHitView {
+    pub kluster: Kluster,
+    /// Fused rank score (higher is better).
+    pub score: f32,
+    /// Why it matched: text terms, semantic similarity.
+    pub why: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KlusterSearchResponse {
+    pub items: Vec<KlusterHitView>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
 // ---- ledger ----
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]

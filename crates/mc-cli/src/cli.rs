@@ -62,7 +62,8 @@ pub enum Command {
         #[command(subcommand)]
         cmd: TaskCmd,
     },
-    /// Search tasks by meaning and wording; each hit says why it matched.
+    /// Search tasks (or, with --klusters, klusters) by meaning and wording; each hit says why it
+    /// matched.
     Search(SearchArgs),
     /// The hash-chained record of every mutation.
     Ledger {
@@ -410,6 +411,9 @@ pub struct SearchArgs {
     /// Most hits to return (1 to 100) [default: 10].
     #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_SEARCH_LIMIT as u64))]
     pub limit: Option<usize>,
+    /// Search klusters (name and description) instead of tasks; only --mission applies.
+    #[arg(long, conflicts_with_all = ["kluster", "status", "labels"])]
+    pub klusters: bool,
 }
 
 // ---- ledger and system ----

@@ -6,7 +6,7 @@ use std::io::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
-use mc_api::{Kluster, LedgerEvent, Mission, OverlapRelation, OverlapSuggestion, SearchHitView, Task};
+use mc_api::{Kluster, KlusterHitView, LedgerEvent, Mission, OverlapRelation, OverlapSuggestion, SearchHitView, Task};
 use serde::Serialize;
 
 /// Prints one line (or block) on stdout. Unlike `println!` it returns an error instead of
@@ -257,6 +257,26 @@ pub fn search_hits(items: &[SearchHitView]) -> String {
                     h.task.id.to_string(),
                     h.task.status.as_str().into(),
                     h.task.title.clone(),
+                    if h.why.is_empty() { "-".into() } else { h.why.join("; ") },
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn kluster_hits(items: &[KlusterHitView]) -> String {
+    if items.is_empty() {
+        return "no matching klusters".into();
+    }
+    table(
+        &["SCORE", "ID", "NAME", "WHY"],
+        items
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("{:.4}", h.score),
+                    h.kluster.id.to_string(),
+                    h.kluster.name.clone(),
                     if h.why.is_empty() { "-".into() } else { h.why.join("; ") },
                 ]
             })

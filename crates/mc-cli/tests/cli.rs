@@ -734,6 +734,19 @@ fn search_finds_tasks_by_a_word_of_their_title_and_says_why() {
     assert_eq!(mc.run(&["search", "  "]).code, 2);
     assert_eq!(mc.run(&["search"]).code, 2);
     assert_eq!(mc.run(&["search", "helm", "--limit", "101"]).code, 2);
+
+    // Klusters are searched by their name and description.
+    let refunds =
+        id_of(&mc.json(&["kluster", "create", "--mission", &mission, "Refunds", "--description", "money back"]));
+    let out = mc.run(&["search", "--klusters", "refunds"]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["SCORE", "ID", "NAME", "WHY"], "{out}");
+    assert_eq!(rows[1][1], refunds, "{out}");
+    assert_eq!(rows.len(), 2, "{out}");
+    let v = mc.json(&["search", "--klusters", "money", "--mission", &mission]);
+    assert_eq!(v["items"][0]["kluster"]["id"], refunds.as_str(), "{v}");
+    assert_eq!(mc.run(&["search", "--klusters", "nothing-like-it"]).ok().trim(), "no matching klusters");
+    assert_eq!(mc.run(&["search", "--klusters", "refunds", "--status", "open"]).code, 2, "tasks-only filter");
 }
 
 #[test]

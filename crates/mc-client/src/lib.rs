@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use mc_api::{
     AGENT_HEADER, ClaimNextResponse, ClaimTask, CreateKluster, CreateMission, CreateTask, CreatedTask, FencedRequest,
-    Health, HeartbeatTask, Kluster, LedgerEvent, LedgerQuery, LedgerVerification, Mission, OverlapDraft,
-    OverlapResponse, Page, Readiness, ReadyQuery, ScopeListQuery, SearchQuery, SearchResponse, SystemInfo, Task,
-    TaskListQuery, TransitionTask, UpdateScope, UpdateTask, WhoAmI,
+    Health, HeartbeatTask, Kluster, KlusterSearchQuery, KlusterSearchResponse, LedgerEvent, LedgerQuery,
+    LedgerVerification, Mission, OverlapDraft, OverlapResponse, Page, Readiness, ReadyQuery, ScopeListQuery,
+    SearchQuery, SearchResponse, SystemInfo, Task, TaskListQuery, TransitionTask, UpdateScope, UpdateTask, WhoAmI,
 };
 use mc_domain::{AgentId, KlusterId, MissionId, TaskId};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
@@ -369,6 +369,11 @@ impl Client {
     /// it matched; `warnings` say when only full-text results could be given.
     pub async fn search(&self, q: &SearchQuery) -> Result<SearchResponse> {
         self.send(Call::new(Method::GET, "/api/v1/search").query(q)?).await
+    }
+
+    /// `GET /api/v1/search/klusters`: hybrid search over the active klusters.
+    pub async fn search_klusters(&self, q: &KlusterSearchQuery) -> Result<KlusterSearchResponse> {
+        self.send(Call::new(Method::GET, "/api/v1/search/klusters").query(q)?).await
     }
 
     /// `POST /api/v1/overlap`: the existing work a draft task overlaps; creates nothing.

@@ -53,6 +53,13 @@ pub struct Kluster {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+impl Kluster {
+    /// The text of a kluster that gets embedded and indexed: its name, then its description.
+    pub fn embedding_text(&self) -> String {
+        crate::task::embedding_text(&self.name, &self.description)
+    }
+}
+
 /// Checks a name or title: trimmed, not empty, at most `MAX_TITLE_CHARS` characters, no control
 /// characters. Returns the trimmed value.
 pub fn check_title(field: &str, value: &str) -> Result<String, Error> {

@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mc_api::{OverlapRelation, OverlapSuggestion, SearchHitView};
+use mc_api::{KlusterHitView, OverlapRelation, OverlapSuggestion, SearchHitView};
 use mc_domain::task::embedding_text;
 use mc_domain::{KlusterId, MissionId, Task, TaskId, TaskStatus};
 use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
 use mc_overlap::text::{expand_acronyms, tokens};
 use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, path_relation};
-use mc_store::{Embedded, SearchFilter, SearchRequest, Store, VectorQuery};
+use mc_store::{Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -323,7 +323,41 @@ pub async fn store_vector(store: &dyn Store, task: &Task, vector: Option<(String
     }
 }
 
-/// Hybrid search with reasons.
+/// The query's vector for a search, or the warning that search is text-only.
+async fn query_vector(semantic: Option<&Semantic>, q: &str, warnings: &mut Vec<String>) -> Option<VectorQuery> {
+    match embed_now(semantic, q).await {
+        Ok((model, v)) => Some(VectorQuery { model, vector: v }),
+        Err(w) => {
+            warnings.push(w.replace("only text signals were used", "full-text results only"));
+            None
+        }
+    }
+}
+
+/// Why a hit matched: the query's terms found in its text, and its semantic similarity.
+fn why(query_terms: &[String], text: &str, text_rank: Option<usize>, vector: Option<(usize, f32)>) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(r) = text_rank {
+        let own: Vec<String> = tokens(text).into_iter().map(|t| t.norm).collect();
+        let mut shared: Vec<&str> = query_terms.iter().filter(|t| own.contains(t)).map(String::as_str).collect();
+        shared.dedup();
+        if shared.is_empty() {
+            why.push(format!("full-text rank {r}"));
+        } else {
+            why.push(format!("full-text rank {r}: {}", shared.join(", ")));
+        }
+    }
+    if let Some((r, c)) = vector {
+        why.push(format!("semantic rank {r}: similarity {c:.2}"));
+    }
+    why
+}
+
+fn terms(q: &str) -> Vec<String> {
+    tokens(q).into_iter().map(|t| t.norm).collect()
+}
+
+/// Hybrid search over tasks, with reasons.
 pub async fn search(
     store: &dyn Store,
     semantic: Option<&Semantic>,
@@ -332,58 +366,75 @@ pub async fn search(
     limit: usize,
 ) -> Result<(Vec<SearchHitView>, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
-    let vector = match embed_now(semantic, q).await {
-        Ok((model, v)) => Some(VectorQuery { model, vector: v }),
-        Err(w) => {
-            warnings.push(w.replace("only text signals were used", "full-text results only"));
-            None
-        }
-    };
+    let vector = query_vector(semantic, q, &mut warnings).await;
     let hits = store.search_tasks(&SearchRequest { text: q.to_owned(), vector, filter, limit }).await?;
-    let query_terms: Vec<String> = tokens(q).into_iter().map(|t| t.norm).collect();
+    let query_terms = terms(q);
     let items = hits
         .into_iter()
         .map(|h| {
-            let mut why = Vec::new();
-            if let Some(r) = h.text_rank {
-                let task_terms: Vec<String> =
-                    tokens(&format!("{} {} {}", h.task.title, h.task.description, h.task.labels.join(" ")))
-                        .into_iter()
-                        .map(|t| t.norm)
-                        .collect();
-                let mut shared: Vec<&String> = query_terms.iter().filter(|t| task_terms.contains(t)).collect();
-                shared.dedup();
-                let terms: Vec<&str> = shared.iter().map(|s| s.as_str()).collect();
-                if terms.is_empty() {
-                    why.push(format!("full-text rank {r}"));
-                } else {
-                    why.push(format!("full-text rank {r}: {}", terms.join(", ")));
-                }
-            }
-            if let (Some(r), Some(c)) = (h.vector_rank, h.cosine) {
-                why.push(format!("semantic rank {r}: similarity {c:.2}"));
-            }
+            let text = format!("{} {} {}", h.task.title, h.task.description, h.task.labels.join(" "));
+            let why = why(&query_terms, &text, h.text_rank, h.vector_rank.zip(h.cosine));
             SearchHitView { task: h.task, score: h.score, why }
         })
         .collect();
     Ok((items, warnings))
 }
 
-/// Embeds tasks whose text has no current vector, one batch; returns how many were embedded.
+/// Hybrid search over klusters, with reasons.
+pub async fn search_klusters(
+    store: &dyn Store,
+    semantic: Option<&Semantic>,
+    q: &str,
+    filter: SearchFilter,
+    limit: usize,
+) -> Result<(Vec<KlusterHitView>, Vec<String>), ApiError> {
+    let mut warnings = Vec::new();
+    let vector = query_vector(semantic, q, &mut warnings).await;
+    let hits = store.search_klusters(&SearchRequest { text: q.to_owned(), vector, filter, limit }).await?;
+    let query_terms = terms(q);
+    let items = hits
+        .into_iter()
+        .map(|h| {
+            let text = format!("{} {}", h.kluster.name, h.kluster.description);
+            let why = why(&query_terms, &text, h.text_rank, h.vector_rank.zip(h.cosine));
+            KlusterHitView { kluster: h.kluster, score: h.score, why }
+        })
+        .collect();
+    Ok((items, warnings))
+}
+
+/// Embeds tasks, then klusters, whose text has no current vector, one batch; returns how many
+/// were embedded.
 pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batch: usize) -> mc_domain::Result<usize> {
-    let jobs = store.pending_embeddings(embedder.model_id(), batch).await?;
+    let model = embedder.model_id();
+    let embed = |texts: Vec<String>| async move {
+        let texts: Vec<String> = texts.iter().map(|t| expand_acronyms(t)).collect();
+        embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))
+    };
+    let jobs = store.pending_embeddings(model, batch).await?;
+    if !jobs.is_empty() {
+        let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
+        let items: Vec<Embedded> = jobs
+            .into_iter()
+            .zip(vectors)
+            .map(|(j, vector)| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector })
+            .collect();
+        let n = items.len();
+        store.put_embeddings(model, items).await?;
+        return Ok(n);
+    }
+    let jobs = store.pending_kluster_embeddings(model, batch).await?;
     if jobs.is_empty() {
         return Ok(0);
     }
-    let texts: Vec<String> = jobs.iter().map(|j| expand_acronyms(&j.text)).collect();
-    let vectors = embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))?;
-    let items: Vec<Embedded> = jobs
+    let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
+    let items: Vec<KlusterEmbedded> = jobs
         .into_iter()
         .zip(vectors)
-        .map(|(j, vector)| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector })
+        .map(|(j, vector)| KlusterEmbedded { kluster_id: j.kluster_id, text_hash: j.text_hash, vector })
         .collect();
     let n = items.len();
-    store.put_embeddings(embedder.model_id(), items).await?;
+    store.put_kluster_embeddings(model, items).await?;
     Ok(n)
 }
 

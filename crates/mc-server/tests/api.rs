@@ -631,6 +631,45 @@ async fn create_reports_overlap_and_refuses_a_duplicate_unless_acknowledged() {
     assert_eq!(e["error"]["details"]["field"], "paths[0]", "{e}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn klusters_are_searched_with_reasons() {
+    let app = spawn_hashing().await;
+    let (_, m) = app.post("/api/v1/missions", json!({"name": "Platform"})).await;
+    let mut ids = Vec::new();
+    for (name, description) in [
+        ("Observability", "Metrics, traces and alerting dashboards"),
+        ("Billing", "Invoices, refunds and payment retries"),
+    ] {
+        let (s, k) = app
+            .post("/api/v1/klusters", json!({"mission_id": m["id"], "name": name, "description": description}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        ids.push(k["id"].clone());
+    }
+    // the embedding worker gives klusters their vectors in the background
+    let mut r = Value::Null;
+    for _ in 0..100 {
+        r = app.get("/api/v1/search/klusters?q=alerting%20dashboards").await.1;
+        if r["items"][0]["why"].to_string().contains("semantic") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(r["items"][0]["kluster"]["id"], ids[0], "{r}");
+    let why = r["items"][0]["why"].to_string();
+    assert!(why.contains("alert") && why.contains("semantic"), "{why}");
+    let (_, r) =
+        app.get(&format!("/api/v1/search/klusters?q=refunds&mission_id={}", m["id"].as_str().expect("id"))).await;
+    assert_eq!(r["items"][0]["kluster"]["id"], ids[1], "{r}");
+    for (query, field) in [("q=", "q"), ("q=x&limit=101", "limit")] {
+        let (s, e) = app.get(&format!("/api/v1/search/klusters?{query}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {e}");
+        assert_eq!(e["error"]["details"]["field"], field, "{query}: {e}");
+    }
+    let (s, e) = app.get("/api/v1/search/klusters?q=x&status=open").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+}
+
 /// Identical drafts sent at the same instant: the checks run concurrently, yet exactly one is
 /// created; every other one is refused as its duplicate (the first that got in).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -744,7 +783,10 @@ async fn the_embedding_worker_fills_vectors_for_changed_texts() {
     }
     use mc_embed::Embedder;
     let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("embed");
-    assert_eq!(n, 3);
+    assert_eq!(n, 3, "the tasks first");
+    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("klusters");
+    assert_eq!(n, 1, "then the kluster");
     assert_eq!(mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("again"), 0);
     assert!(store.pending_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
+    assert!(store.pending_kluster_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
 }

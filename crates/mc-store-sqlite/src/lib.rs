@@ -4,6 +4,7 @@
 //! transaction.
 
 mod conn;
+mod kluster_search;
 mod rows;
 pub mod schema;
 mod search;
@@ -24,8 +25,8 @@ use mc_domain::{
     Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, LedgerFilter, Page, ReadyFilter, ScopeFilter, SearchFilter, SearchHit,
-    SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, ReadyFilter,
+    ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -436,6 +437,7 @@ impl Store for SqliteStore {
                 to_millis(now)
             ])
             .map_err(db_err)?;
+            kluster_search::index(c, &k)?;
             append_ledger(c, &ctx, "kluster.create", "kluster", &k.id.to_string(), &k, now)?;
             idempotency_record(c, &ctx, "kluster", &k.id.to_string(), now)?;
             Ok(Created { value: k, replayed: false, extra: None })
@@ -809,6 +811,27 @@ impl Store for SqliteStore {
         self.read(move |c| search::embedding_of(c, id, &model)).await
     }
 
+    async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
+        let req = req.clone();
+        self.read(move |c| kluster_search::search(c, &req)).await
+    }
+
+    async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
+        let model = model.to_owned();
+        self.read(move |c| kluster_search::pending(c, &model, limit)).await
+    }
+
+    async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()> {
+        let model = model.to_owned();
+        self.write(move |c, _| {
+            for e in &items {
+                kluster_search::put(c, &model, e.kluster_id, &e.text_hash, &e.vector)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     // ---- ledger ----
 
     async fn list_ledger(&self, f: &LedgerFilter) -> Result<Vec<LedgerEvent>> {
@@ -904,6 +927,7 @@ impl SqliteStore {
             .map_err(db_err)?
             .execute(params![k.id.to_string(), k.name, k.description, k.status.as_str(), to_millis(now)])
             .map_err(db_err)?;
+            kluster_search::index(c, &k)?;
             append_ledger(c, &ctx, action, "kluster", &k.id.to_string(), &k, now)?;
             Ok(k)
         })

@@ -67,11 +67,11 @@ fn vec_table_exists(c: &Connection, model: &str, dim: usize) -> Result<bool> {
         .map_err(db_err)
 }
 
-fn blob(v: &[f32]) -> Vec<u8> {
+pub(crate) fn blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn unblob(b: &[u8]) -> Vec<f32> {
+pub(crate) fn unblob(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
@@ -94,7 +94,7 @@ pub(crate) fn index_new(c: &Connection, t: &Task) -> Result<()> {
     insert_fts(c, id, t)
 }
 
-fn scope_token(prefix: char, id: &str) -> String {
+pub(crate) fn scope_token(prefix: char, id: &str) -> String {
     format!("{prefix}{}", id.replace('-', ""))
 }
 
@@ -256,7 +256,7 @@ const FTS_STOPWORDS: &[&str] = &[
     "it", "its", "into", "this", "that", "we", "our", "should", "can", "so", "all", "any", "when", "after", "before",
 ];
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
@@ -282,7 +282,7 @@ fn stored_vector(c: &Connection, task: TaskId, model: &str, dim: usize) -> Resul
 const RANK_BUDGET: i64 = 1_000;
 
 /// The meaningful words of a query, lower-cased, deduplicated.
-fn query_words(text: &str) -> Vec<String> {
+pub(crate) fn query_words(text: &str) -> Vec<String> {
     let mut words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
@@ -467,6 +467,44 @@ pub(crate) fn load_index(c: &Connection, index: &VecIndex) -> Result<usize> {
     Ok(loaded)
 }
 
+/// One result of a fused search.
+pub(crate) struct Fused<T> {
+    pub item: T,
+    pub score: f32,
+    pub text_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
+    pub cosine: Option<f32>,
+}
+
+/// Reciprocal-rank fusion of full-text results (best first) and vector results (nearest first,
+/// with their cosine): the best `limit`, ties broken by key.
+pub(crate) fn fuse<T, K: std::hash::Hash + Eq + Ord + Copy>(
+    text: Vec<T>,
+    vector: Vec<(T, f32)>,
+    key: impl Fn(&T) -> K,
+    limit: usize,
+) -> Vec<Fused<T>> {
+    let mut hits: HashMap<K, Fused<T>> = HashMap::new();
+    for (i, item) in text.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.insert(key(&item), Fused { item, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
+    }
+    for (i, (item, cos)) in vector.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.entry(key(&item))
+            .and_modify(|h| {
+                h.score += score;
+                h.vector_rank = Some(i + 1);
+                h.cosine = Some(cos);
+            })
+            .or_insert(Fused { item, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
+    }
+    let mut out: Vec<(K, Fused<T>)> = hits.into_iter().collect();
+    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+    out.truncate(limit);
+    out.into_iter().map(|(_, f)| f).collect()
+}
+
 pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> Result<Vec<SearchHit>> {
     let n = (req.limit * OVERSAMPLE).clamp(20, 400);
     let text = match fts_query(c, &req.text)? {
@@ -477,24 +515,16 @@ pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> R
         Some(v) => vector_candidates(c, index, &v.model, &v.vector, &req.filter, n)?,
         None => vec![],
     };
-    let mut hits: HashMap<TaskId, SearchHit> = HashMap::new();
-    for (i, t) in text.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.insert(t.id, SearchHit { task: t, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
-    }
-    for (i, (t, cos)) in vector.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.entry(t.id)
-            .and_modify(|h| {
-                h.score += score;
-                h.vector_rank = Some(i + 1);
-                h.cosine = Some(cos);
-            })
-            .or_insert(SearchHit { task: t, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
-    }
-    let mut out: Vec<SearchHit> = hits.into_values().collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.id.cmp(&b.task.id)));
-    out.truncate(req.limit);
+    let mut out: Vec<SearchHit> = fuse(text, vector, |t| t.id, req.limit)
+        .into_iter()
+        .map(|f| SearchHit {
+            task: f.item,
+            score: f.score,
+            text_rank: f.text_rank,
+            vector_rank: f.vector_rank,
+            cosine: f.cosine,
+        })
+        .collect();
     if let Some(v) = &req.vector {
         // every hit returned gets its exact similarity, text-only hits too (callers judge
         // overlap on it); the index's int8 figure only ranked the candidates

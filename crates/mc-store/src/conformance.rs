@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields, ScopePatch, TaskPatch};
 use mc_domain::{
-    Actor, AgentId, Error, Kluster, KlusterId, ManualClock, Mission, Principal, Role, ScopeStatus, Task, TaskId,
-    TaskStatus,
+    Actor, AgentId, Error, Kluster, KlusterId, ManualClock, Mission, MissionId, Principal, Role, ScopeStatus, Task,
+    TaskId, TaskStatus,
 };
 
 use crate::{
@@ -623,4 +623,89 @@ pub async fn embeddings_follow_the_text_and_the_model(s: Arc<dyn Store>, _clock:
         .await
         .expect("search");
     assert!(hits.is_empty(), "the old title is gone from the index");
+}
+
+/// Klusters are found by their name and description, by vectors of the same model, within a
+/// mission; archived ones and stale vectors are not.
+pub async fn klusters_are_searched_by_text_and_vectors(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m1 = mission(s, "Payments").await;
+    let m2 = mission(s, "Search").await;
+    let new_kluster = |m: MissionId, name: &str, description: &str| {
+        NewKluster::parse(m, name, Some(description)).expect("valid kluster")
+    };
+    let refunds = s
+        .create_kluster(&admin(), new_kluster(m1.id, "Refunds", "Refund flows and chargeback handling"))
+        .await
+        .expect("kluster")
+        .value;
+    let ledger = s
+        .create_kluster(&admin(), new_kluster(m1.id, "Ledger", "Double-entry bookkeeping of every payment"))
+        .await
+        .expect("kluster")
+        .value;
+    let ranking = s
+        .create_kluster(&admin(), new_kluster(m2.id, "Ranking", "Relevance tuning for refund searches"))
+        .await
+        .expect("kluster")
+        .value;
+    let req = |text: &str, vector: Option<VectorQuery>, mission_id: Option<MissionId>| SearchRequest {
+        text: text.into(),
+        vector,
+        filter: SearchFilter { mission_id, ..Default::default() },
+        limit: 10,
+    };
+    let ids = |hits: Vec<crate::KlusterHit>| hits.into_iter().map(|h| h.kluster.id).collect::<Vec<_>>();
+
+    // full text over name and description, stemmed; the mission filter applies
+    let hits = s.search_klusters(&req("chargebacks", None, None)).await.expect("search");
+    assert_eq!(ids(hits), vec![refunds.id]);
+    let hits = s.search_klusters(&req("refund", None, None)).await.expect("search");
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h.text_rank.is_some() && h.vector_rank.is_none()));
+    let hits = s.search_klusters(&req("refund", None, Some(m2.id))).await.expect("search");
+    assert_eq!(ids(hits), vec![ranking.id]);
+
+    // vectors: pending until embedded, then nearest first, with the cosine
+    let jobs = s.pending_kluster_embeddings("test/m1", 10).await.expect("pending");
+    assert_eq!(jobs.len(), 3);
+    let job = |id: KlusterId| jobs.iter().find(|j| j.kluster_id == id).expect("pending").clone();
+    let put = |id: KlusterId, v: [f32; 4]| crate::KlusterEmbedded {
+        kluster_id: id,
+        text_hash: job(id).text_hash,
+        vector: vq(v).expect("vector").vector,
+    };
+    s.put_kluster_embeddings(
+        "test/m1",
+        vec![put(refunds.id, [1.0, 0.0, 0.0, 0.0]), put(ledger.id, [0.0, 1.0, 0.0, 0.0])],
+    )
+    .await
+    .expect("put");
+    assert_eq!(s.pending_kluster_embeddings("test/m1", 10).await.expect("pending").len(), 1);
+    let hits = s.search_klusters(&req("", vq([0.1, 1.0, 0.0, 0.0]), Some(m1.id))).await.expect("search");
+    assert_eq!(ids(hits.clone()), vec![ledger.id, refunds.id]);
+    assert!(hits[0].cosine.expect("cosine") > 0.99);
+    // fused: text and vector agreeing ranks first
+    let hits = s.search_klusters(&req("bookkeeping", vq([0.0, 1.0, 0.0, 0.0]), None)).await.expect("search");
+    assert_eq!(hits[0].kluster.id, ledger.id);
+    assert!(hits[0].text_rank.is_some() && hits[0].vector_rank.is_some());
+    // another model is never compared
+    let other = Some(VectorQuery { model: "test/other".into(), vector: vec![0.0, 1.0, 0.0, 0.0] });
+    assert!(s.search_klusters(&req("", other, None)).await.expect("search").is_empty());
+
+    // a renamed kluster is found by its new text; its old vector no longer counts
+    let patch = ScopePatch::parse(Some("Disputes"), Some("Card disputes raised by customers")).expect("valid");
+    s.update_kluster(&admin(), refunds.id, patch).await.expect("update");
+    assert!(s.search_klusters(&req("chargebacks", None, None)).await.expect("search").is_empty());
+    let hits = s.search_klusters(&req("disputes", None, None)).await.expect("search");
+    assert_eq!(ids(hits), vec![refunds.id]);
+    let hits = s.search_klusters(&req("", vq([1.0, 0.0, 0.0, 0.0]), Some(m1.id))).await.expect("search");
+    assert_eq!(ids(hits), vec![ledger.id], "a stale vector is not compared");
+    assert_eq!(s.pending_kluster_embeddings("test/m1", 10).await.expect("pending").len(), 2);
+
+    // archived klusters are not found
+    s.archive_kluster(&admin(), ledger.id).await.expect("archive");
+    assert!(s.search_klusters(&req("bookkeeping", None, None)).await.expect("search").is_empty());
+    let hits = s.search_klusters(&req("", vq([0.0, 1.0, 0.0, 0.0]), None)).await.expect("search");
+    assert!(hits.iter().all(|h| h.kluster.id != ledger.id));
 }

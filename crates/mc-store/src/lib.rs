@@ -163,6 +163,33 @@ pub struct Embedded {
     pub vector: Vec<f32>,
 }
 
+/// One kluster found by a search, with what made it match.
+#[derive(Debug, Clone)]
+pub struct KlusterHit {
+    pub kluster: Kluster,
+    /// Reciprocal-rank-fusion score (higher is better).
+    pub score: f32,
+    pub text_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
+    pub cosine: Option<f32>,
+}
+
+/// A kluster whose text (name and description) has no current vector for a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KlusterEmbeddingJob {
+    pub kluster_id: KlusterId,
+    pub text: String,
+    pub text_hash: String,
+}
+
+/// A computed vector for a kluster's text.
+#[derive(Debug, Clone)]
+pub struct KlusterEmbedded {
+    pub kluster_id: KlusterId,
+    pub text_hash: String,
+    pub vector: Vec<f32>,
+}
+
 /// A token as stored: only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -232,6 +259,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn put_embeddings(&self, model: &str, items: Vec<Embedded>) -> Result<()>;
     /// The stored vector of a task for `model`, if current.
     async fn task_embedding(&self, id: TaskId, model: &str) -> Result<Option<Vec<f32>>>;
+    /// Hybrid search over the active klusters (name and description); only `filter.mission_id`
+    /// applies.
+    async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
+        let _ = req;
+        Err(mc_domain::Error::Unavailable("kluster search is not available on this backend".into()))
+    }
+    /// Up to `limit` klusters whose current text has no vector of `model`.
+    async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
+        let _ = (model, limit);
+        Ok(vec![])
+    }
+    /// Stores kluster vectors of `model`; one whose text hash is no longer current is ignored.
+    async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()> {
+        let _ = (model, items);
+        Ok(())
+    }
 
     // ---- ledger ----
     async fn list_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>>;

@@ -1,7 +1,7 @@
-//! `mc search`: hybrid search over tasks (full-text and semantic, fused), each hit with why it
+//! `mc search`: hybrid search over tasks or klusters (full-text and semantic, fused), each hit with why it
 //! matched.
 
-use mc_api::SearchQuery;
+use mc_api::{KlusterSearchQuery, SearchQuery};
 
 use super::{CliError, Ctx};
 use crate::cli::SearchArgs;
@@ -15,6 +15,16 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
             Some("pass one or more words, e.g. `mc search helm chart`".to_owned()),
         )
         .into());
+    }
+    if args.klusters {
+        let q = KlusterSearchQuery { q, mission_id: args.mission, limit: args.limit };
+        let resp = ctx.client()?.search_klusters(&q).await?;
+        if ctx.json() {
+            return output::json(&resp);
+        }
+        output::line(output::kluster_hits(&resp.items))?;
+        output::warnings(&resp.warnings);
+        return Ok(());
     }
     let labels: Vec<&str> =
         args.labels.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|l| !l.is_empty()).collect();

@@ -3,7 +3,10 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use mc_api::{ErrorEnvelope, OverlapDraft, OverlapResponse, SearchQuery, SearchResponse};
+use mc_api::{
+    ErrorEnvelope, KlusterSearchQuery, KlusterSearchResponse, OverlapDraft, OverlapResponse, SearchQuery,
+    SearchResponse,
+};
 use mc_domain::TaskId;
 use mc_domain::input::NewMission;
 use mc_store::SearchFilter;
@@ -24,6 +27,7 @@ pub const MAX_SEARCH_LIMIT: usize = 100;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_tasks))
+        .routes(routes!(search_klusters))
         .routes(routes!(overlap_for_draft))
         .routes(routes!(overlap_for_task))
 }
@@ -38,20 +42,7 @@ pub async fn search_tasks(
     _ctx: Ctx,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<SearchResponse>> {
-    let text = q.q.trim();
-    if text.is_empty() {
-        return Err(ApiError::bad_param("q", "must not be empty"));
-    }
-    if text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::bad_param("q", format!("must be at most {MAX_QUERY_CHARS} characters")));
-    }
-    let limit = match q.limit {
-        None => 10,
-        Some(l) if (1..=MAX_SEARCH_LIMIT).contains(&l) => l,
-        Some(l) => {
-            return Err(ApiError::bad_param("limit", format!("must be between 1 and {MAX_SEARCH_LIMIT}, got {l}")));
-        }
-    };
+    let (text, limit) = check_query(&q.q, q.limit)?;
     let labels = q
         .label
         .as_deref()
@@ -65,6 +56,38 @@ pub async fn search_tasks(
     };
     let (items, warnings) = overlap::search(s.store.as_ref(), s.semantic.as_ref(), text, filter, limit).await?;
     Ok(Json(SearchResponse { items, warnings }))
+}
+
+/// Checks a query's text and limit (default 10).
+fn check_query(q: &str, limit: Option<usize>) -> Result<(&str, usize), ApiError> {
+    let text = q.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_param("q", "must not be empty"));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_param("q", format!("must be at most {MAX_QUERY_CHARS} characters")));
+    }
+    match limit {
+        None => Ok((text, 10)),
+        Some(l) if (1..=MAX_SEARCH_LIMIT).contains(&l) => Ok((text, l)),
+        Some(l) => Err(ApiError::bad_param("limit", format!("must be between 1 and {MAX_SEARCH_LIMIT}, got {l}"))),
+    }
+}
+
+/// Hybrid search over the active klusters (name and description), optionally within one
+/// mission: which workstream already covers a subject.
+#[utoipa::path(get, path = "/search/klusters", tag = "search", params(KlusterSearchQuery),
+    responses((status = 200, body = KlusterSearchResponse), (status = 400, body = ErrorEnvelope)))]
+pub async fn search_klusters(
+    State(s): State<AppState>,
+    _ctx: Ctx,
+    ApiQuery(q): ApiQuery<KlusterSearchQuery>,
+) -> ApiResult<Json<KlusterSearchResponse>> {
+    let (text, limit) = check_query(&q.q, q.limit)?;
+    let filter = SearchFilter { mission_id: q.mission_id, ..Default::default() };
+    let (items, warnings) =
+        overlap::search_klusters(s.store.as_ref(), s.semantic.as_ref(), text, filter, limit).await?;
+    Ok(Json(KlusterSearchResponse { items, warnings }))
 }
 
 /// Overlap suggestions for a draft (title, description, paths) in a kluster or mission, without
