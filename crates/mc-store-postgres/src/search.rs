@@ -1,0 +1,545 @@
+//! Search on PostgreSQL: full text over an english `tsvector` per task (GIN index) and nearest
+//! neighbours over pgvector tables, one per model and dimension, each with an HNSW index on
+//! cosine distance; both are filtered by mission, kluster, status and labels and fused by
+//! reciprocal rank exactly as on the embedded profile.
+
+use std::collections::HashMap;
+
+use mc_domain::id::Uuid;
+use mc_domain::ledger::sha256_hex;
+use mc_domain::{Error, Result, Task, TaskId};
+use mc_store::{Embedded, EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
+use pgvector::Vector;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres};
+
+use crate::rows::{db_err, t_task_columns, task_from_row};
+
+/// Reciprocal-rank-fusion constant (the usual 60).
+const RRF_K: f32 = 60.0;
+/// Candidates taken from each index before fusion, per requested result.
+const OVERSAMPLE: usize = 4;
+/// A word found in more documents than this is too common to rank on: scoring it would visit
+/// every one of them and it says little about which task is meant.
+const COMMON_DOCS: i64 = 2_000;
+/// Largest dimension an HNSW index takes for `vector`; larger vectors are searched exactly.
+const HNSW_MAX_DIM: usize = 2_000;
+/// Largest dimension stored at all (as on the embedded profile).
+const MAX_DIM: usize = 8_192;
+
+/// Words too common to search for (the embedded profile's list, so both rank the same words).
+const FTS_STOPWORDS: &[&str] = &[
+    "a", "an", "the", "to", "for", "of", "in", "on", "with", "and", "or", "by", "from", "at", "as", "is", "are", "be",
+    "it", "its", "into", "this", "that", "we", "our", "should", "can", "so", "all", "any", "when", "after", "before",
+];
+
+/// Hash of the text a vector was made from.
+pub(crate) fn text_hash(text: &str) -> String {
+    sha256_hex(text.as_bytes())
+}
+
+/// The vector table of one model and dimension: vectors of different models never share a table
+/// (so they are never compared, and a model change starts a fresh index). The name is derived
+/// from a hash, so it is always a safe identifier.
+pub(crate) fn vec_table(model: &str, dim: usize) -> String {
+    format!("task_vec_{}_{dim}", &sha256_hex(model.as_bytes())[..12])
+}
+
+/// The full-text document of a task: title (weight A), description (B), labels (C), from the
+/// three parameters numbered from `first`.
+fn tsv_sql(first: usize) -> String {
+    format!(
+        "setweight(to_tsvector('english', ${}), 'A') || setweight(to_tsvector('english', ${}), 'B') \
+         || setweight(to_tsvector('english', ${}), 'C')",
+        first,
+        first + 1,
+        first + 2
+    )
+}
+
+/// Indexes a new task (its search document), in the transaction that creates it.
+pub(crate) async fn index_new(c: &mut PgConnection, t: &Task) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO task_search (task_id, mission_id, kluster_id, status, labels, text_hash, tsv) \
+         VALUES ($1, $2, $3, $4, $5, $6, {})",
+        tsv_sql(7)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(t.id.as_uuid())
+        .bind(t.mission_id.as_uuid())
+        .bind(t.kluster_id.as_uuid())
+        .bind(t.status.as_str())
+        .bind(&t.labels)
+        .bind(text_hash(&t.embedding_text()))
+        .bind(&t.title)
+        .bind(&t.description)
+        .bind(t.labels.join(" "))
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Re-indexes a changed task in the transaction that changed it: the document when its text
+/// changed, the status column when its status did (a heartbeat touches nothing here).
+pub(crate) async fn reindex(c: &mut PgConnection, t: &Task, text_changed: bool, status_changed: bool) -> Result<()> {
+    if text_changed {
+        let sql = format!(
+            "UPDATE task_search SET status = $2, labels = $3, text_hash = $4, tsv = {} WHERE task_id = $1",
+            tsv_sql(5)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(t.id.as_uuid())
+            .bind(t.status.as_str())
+            .bind(&t.labels)
+            .bind(text_hash(&t.embedding_text()))
+            .bind(&t.title)
+            .bind(&t.description)
+            .bind(t.labels.join(" "))
+            .execute(c)
+            .await
+            .map_err(db_err)?;
+    } else if status_changed {
+        sqlx::query("UPDATE task_search SET status = $2 WHERE task_id = $1")
+            .bind(t.id.as_uuid())
+            .bind(t.status.as_str())
+            .execute(c)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn pending(c: &mut PgConnection, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        t_task_columns!(),
+        " FROM task_search s JOIN tasks t ON t.id = s.task_id \
+         LEFT JOIN task_embeddings e ON e.task_id = s.task_id AND e.model = $1 \
+         WHERE e.text_hash IS DISTINCT FROM s.text_hash ORDER BY s.task_id DESC LIMIT $2"
+    ))
+    .bind(model)
+    .bind(limit as i64)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let t = task_from_row(r)?;
+            let text = t.embedding_text();
+            Ok(EmbeddingJob { task_id: t.id, text_hash: text_hash(&text), text })
+        })
+        .collect()
+}
+
+/// Creates the vector table of a model and dimension (and its HNSW index) unless it exists, in
+/// its own transaction: DDL commits before any vector is written, and concurrent callers wait on
+/// an advisory lock instead of racing to create the same table.
+pub(crate) async fn ensure_vec_table(c: &mut PgConnection, model: &str, dim: usize) -> Result<String> {
+    if dim == 0 || dim > MAX_DIM {
+        return Err(Error::validation("vector", format!("dimension {dim} is not supported")));
+    }
+    let table = vec_table(model, dim);
+    let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&table)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM vector_indexes WHERE table_name = $1)")
+        .bind(&table)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if !exists {
+        let mut ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (
+                 task_id    uuid PRIMARY KEY REFERENCES tasks (id),
+                 model      text NOT NULL,
+                 text_hash  text NOT NULL,
+                 mission_id uuid NOT NULL,
+                 kluster_id uuid NOT NULL,
+                 embedding  vector({dim}) NOT NULL
+             );"
+        );
+        if dim <= HNSW_MAX_DIM {
+            ddl.push_str(&format!(
+                "CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);"
+            ));
+        }
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await.map_err(db_err)?;
+        sqlx::query("INSERT INTO vector_indexes (model, dim, table_name) VALUES ($1, $2, $3)")
+            .bind(model)
+            .bind(dim as i32)
+            .bind(&table)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tracing::info!(model, dim, table, "created a vector table");
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(table)
+}
+
+/// Whether the vector table of a model and dimension exists.
+async fn vec_table_exists(c: &mut PgConnection, model: &str, dim: usize) -> Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM vector_indexes WHERE model = $1 AND dim = $2)")
+        .bind(model)
+        .bind(dim as i32)
+        .fetch_one(c)
+        .await
+        .map_err(db_err)
+}
+
+/// Stores one vector (the table exists); a vector made from a text that is no longer the task's
+/// is ignored.
+pub(crate) async fn put(c: &mut PgConnection, model: &str, table: &str, e: &Embedded) -> Result<()> {
+    let doc: Option<(Uuid, Uuid, String)> =
+        sqlx::query_as("SELECT mission_id, kluster_id, text_hash FROM task_search WHERE task_id = $1")
+            .bind(e.task_id.as_uuid())
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_err)?;
+    let Some((mission, kluster, current)) = doc else { return Ok(()) };
+    if current != e.text_hash {
+        return Ok(()); // the text changed since; the worker will embed the new one
+    }
+    let dim = e.vector.len() as i32;
+    // a task has one vector per model; drop any other dimension it had for this model
+    let old_dims: Vec<i32> =
+        sqlx::query_scalar("SELECT dim FROM task_embeddings WHERE task_id = $1 AND model = $2 AND dim <> $3")
+            .bind(e.task_id.as_uuid())
+            .bind(model)
+            .bind(dim)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(db_err)?;
+    for d in old_dims {
+        let sql = format!("DELETE FROM {} WHERE task_id = $1", vec_table(model, d as usize));
+        sqlx::query(AssertSqlSafe(sql)).bind(e.task_id.as_uuid()).execute(&mut *c).await.map_err(db_err)?;
+    }
+    let sql = format!(
+        "INSERT INTO {table} (task_id, model, text_hash, mission_id, kluster_id, embedding) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (task_id) DO UPDATE SET text_hash = excluded.text_hash, embedding = excluded.embedding"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(e.task_id.as_uuid())
+        .bind(model)
+        .bind(&e.text_hash)
+        .bind(mission)
+        .bind(kluster)
+        .bind(Vector::from(e.vector.clone()))
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "INSERT INTO task_embeddings (task_id, model, text_hash, dim) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (task_id, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim",
+    )
+    .bind(e.task_id.as_uuid())
+    .bind(model)
+    .bind(&e.text_hash)
+    .bind(dim)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The current vector of a task for a model (none when it was made from an older text).
+pub(crate) async fn embedding_of(c: &mut PgConnection, task: TaskId, model: &str) -> Result<Option<Vec<f32>>> {
+    let row: Option<i32> = sqlx::query_scalar(
+        "SELECT e.dim FROM task_embeddings e JOIN task_search s ON s.task_id = e.task_id \
+         WHERE e.task_id = $1 AND e.model = $2 AND e.text_hash = s.text_hash",
+    )
+    .bind(task.as_uuid())
+    .bind(model)
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let Some(dim) = row else { return Ok(None) };
+    let sql = format!(
+        "SELECT v.embedding FROM {} v JOIN task_search s ON s.task_id = v.task_id \
+         WHERE v.task_id = $1 AND v.model = $2 AND v.text_hash = s.text_hash",
+        vec_table(model, dim as usize)
+    );
+    let v: Option<Vector> = sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(task.as_uuid())
+        .bind(model)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    Ok(v.map(|v| v.to_vec()))
+}
+
+/// The meaningful words of a query, lower-cased, deduplicated.
+fn query_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| w.chars().count() >= 2 && !FTS_STOPWORDS.contains(&w.as_str()))
+        .collect();
+    words.sort();
+    words.dedup();
+    words.truncate(32);
+    words
+}
+
+/// A lexeme quoted for the `tsquery` syntax.
+fn quote_lexeme(l: &str) -> String {
+    format!("'{}'", l.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The `tsquery` for free text, with bounded cost: the words are stemmed by the english
+/// configuration (its stop words dropped); the lexemes specific enough are OR-ed (ranking does
+/// the rest); if every one is common, all of them are AND-ed (which only near restatements
+/// match, cheaply).
+async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
+    let words = query_words(text);
+    if words.is_empty() {
+        return Ok(None);
+    }
+    let lexemes: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT l.lex, (SELECT count(*) FROM (SELECT 1 FROM task_search s \
+             WHERE s.tsv @@ plainto_tsquery('simple', l.lex) LIMIT $2) x) \
+         FROM (SELECT DISTINCT lex FROM unnest($1::text[]) AS w, \
+               unnest(tsvector_to_array(to_tsvector('english', w))) AS lex) l ORDER BY l.lex",
+    )
+    .bind(&words)
+    .bind(COMMON_DOCS)
+    .fetch_all(c)
+    .await
+    .map_err(db_err)?;
+    if lexemes.is_empty() {
+        return Ok(None);
+    }
+    let specific: Vec<String> =
+        lexemes.iter().filter(|(_, docs)| *docs < COMMON_DOCS).map(|(l, _)| quote_lexeme(l)).collect();
+    Ok(Some(if specific.is_empty() {
+        lexemes.iter().map(|(l, _)| quote_lexeme(l)).collect::<Vec<_>>().join(" & ")
+    } else {
+        specific.join(" | ")
+    }))
+}
+
+/// Filter clauses on `task_search s` (and, for vectors, `v`), with their values bound in order.
+struct Filters {
+    sql: String,
+    mission: Option<Uuid>,
+    kluster: Option<Uuid>,
+    statuses: Option<Vec<String>>,
+    labels: Option<Vec<String>>,
+}
+
+impl Filters {
+    /// `first` is the number of the first placeholder; `scope` the alias holding mission and
+    /// kluster (`s` or `v`).
+    fn new(f: &SearchFilter, first: usize, scope: &str) -> Self {
+        let mut sql = String::new();
+        let mut n = first;
+        let mut next = || {
+            let p = n;
+            n += 1;
+            p
+        };
+        let mission = f.mission_id.map(|m| m.as_uuid());
+        if mission.is_some() {
+            sql.push_str(&format!(" AND {scope}.mission_id = ${}", next()));
+        }
+        let kluster = f.kluster_id.map(|k| k.as_uuid());
+        if kluster.is_some() {
+            sql.push_str(&format!(" AND {scope}.kluster_id = ${}", next()));
+        }
+        let statuses = (!f.statuses.is_empty()).then(|| f.statuses.iter().map(|s| s.as_str().to_owned()).collect());
+        if statuses.is_some() {
+            sql.push_str(&format!(" AND s.status = ANY(${}::text[])", next()));
+        }
+        let labels = (!f.labels.is_empty()).then(|| f.labels.iter().map(|l| l.trim().to_lowercase()).collect());
+        if labels.is_some() {
+            sql.push_str(&format!(" AND s.labels @> ${}::text[]", next()));
+        }
+        Self { sql, mission, kluster, statuses, labels }
+    }
+
+    fn bind<'q>(self, mut q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        if let Some(m) = self.mission {
+            q = q.bind(m);
+        }
+        if let Some(k) = self.kluster {
+            q = q.bind(k);
+        }
+        if let Some(s) = self.statuses {
+            q = q.bind(s);
+        }
+        if let Some(l) = self.labels {
+            q = q.bind(l);
+        }
+        q
+    }
+}
+
+/// Full-text candidates, best first.
+async fn text_candidates(c: &mut PgConnection, tsquery: &str, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
+    let filters = Filters::new(f, 3, "s");
+    let sql = format!(
+        "WITH f AS MATERIALIZED (SELECT s.task_id, ts_rank_cd(s.tsv, $1::tsquery) AS rank FROM task_search s \
+             WHERE s.tsv @@ $1::tsquery{} ORDER BY rank DESC, s.task_id LIMIT $2) \
+         SELECT {} FROM f JOIN tasks t ON t.id = f.task_id ORDER BY f.rank DESC, f.task_id",
+        filters.sql,
+        t_task_columns!()
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(tsquery).bind(n as i64);
+    let rows = filters.bind(q).fetch_all(c).await.map_err(db_err)?;
+    rows.iter().map(task_from_row).collect()
+}
+
+/// Vector candidates, nearest first, with their cosine similarity. Only current vectors count
+/// (made from the task's present text). The HNSW scan is iterative, so filters that reject
+/// many neighbours still leave enough rows.
+async fn vector_candidates(
+    c: &mut PgConnection,
+    model: &str,
+    v: &[f32],
+    f: &SearchFilter,
+    n: usize,
+) -> Result<Vec<(Task, f32)>> {
+    if !vec_table_exists(c, model, v.len()).await? {
+        return Ok(vec![]);
+    }
+    let filters = Filters::new(f, 4, "v");
+    let sql = format!(
+        "WITH knn AS MATERIALIZED (SELECT v.task_id, v.embedding <=> $1 AS distance \
+             FROM {} v JOIN task_search s ON s.task_id = v.task_id \
+             WHERE v.model = $2 AND v.text_hash = s.text_hash{} ORDER BY v.embedding <=> $1 LIMIT $3) \
+         SELECT {}, knn.distance FROM knn JOIN tasks t ON t.id = knn.task_id ORDER BY knn.distance, knn.task_id",
+        vec_table(model, v.len()),
+        filters.sql,
+        t_task_columns!()
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(Vector::from(v.to_vec())).bind(model).bind(n as i64);
+    let rows = filters.bind(q).fetch_all(c).await.map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let d: f64 = sqlx::Row::try_get(r, 17).map_err(db_err)?;
+            Ok((task_from_row(r)?, 1.0 - d as f32))
+        })
+        .collect()
+}
+
+/// Cosine similarity of the query to the current vectors of `tasks` (for text-only hits).
+async fn cosines(c: &mut PgConnection, model: &str, v: &[f32], tasks: &[TaskId]) -> Result<HashMap<TaskId, f32>> {
+    if tasks.is_empty() || !vec_table_exists(c, model, v.len()).await? {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT v.task_id, 1 - (v.embedding <=> $1) FROM {} v JOIN task_search s ON s.task_id = v.task_id \
+         WHERE v.task_id = ANY($2) AND v.model = $3 AND v.text_hash = s.text_hash",
+        vec_table(model, v.len())
+    );
+    let ids: Vec<Uuid> = tasks.iter().map(TaskId::as_uuid).collect();
+    let rows: Vec<(Uuid, f64)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(Vector::from(v.to_vec()))
+        .bind(ids)
+        .bind(model)
+        .fetch_all(c)
+        .await
+        .map_err(db_err)?;
+    Ok(rows.into_iter().map(|(id, cos)| (TaskId::from(id), cos as f32)).collect())
+}
+
+/// Hybrid search in one transaction (for the `SET LOCAL` scan settings).
+pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+    let n = (req.limit * OVERSAMPLE).clamp(20, 400);
+    let text = match ts_query(c, &req.text).await? {
+        Some(q) => text_candidates(c, &q, &req.filter, n).await?,
+        None => vec![],
+    };
+    let vector = match &req.vector {
+        Some(v) => {
+            // enough candidates from the graph for n results; an iterative scan goes on past
+            // neighbours the filters reject (order is restored by the outer sort)
+            sqlx::query(
+                "SELECT set_config('hnsw.ef_search', $1, true), \
+                 set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+            )
+            .bind(n.clamp(40, 1_000).to_string())
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+            vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?
+        }
+        None => vec![],
+    };
+    let mut hits: HashMap<TaskId, SearchHit> = HashMap::new();
+    for (i, t) in text.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.insert(t.id, SearchHit { task: t, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
+    }
+    for (i, (t, cos)) in vector.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.entry(t.id)
+            .and_modify(|h| {
+                h.score += score;
+                h.vector_rank = Some(i + 1);
+                h.cosine = Some(cos);
+            })
+            .or_insert(SearchHit { task: t, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
+    }
+    let mut out: Vec<SearchHit> = hits.into_values().collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.id.cmp(&b.task.id)));
+    out.truncate(req.limit);
+    if let Some(v) = &req.vector {
+        // text-only hits get their similarity too (callers judge overlap on it)
+        let missing: Vec<TaskId> = out.iter().filter(|h| h.cosine.is_none()).map(|h| h.task.id).collect();
+        let found = cosines(c, &v.model, &v.vector, &missing).await?;
+        for h in out.iter_mut().filter(|h| h.cosine.is_none()) {
+            h.cosine = found.get(&h.task.id).copied();
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn with_paths(c: &mut PgConnection, f: &SearchFilter, limit: usize) -> Result<Vec<Task>> {
+    let mut sql = format!("SELECT {} FROM tasks t WHERE t.paths <> '{{}}'", t_task_columns!());
+    let mut n = 1;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    let mission = f.mission_id.map(|m| m.as_uuid());
+    if mission.is_some() {
+        sql.push_str(&format!(" AND t.mission_id = ${}", next()));
+    }
+    let kluster = f.kluster_id.map(|k| k.as_uuid());
+    if kluster.is_some() {
+        sql.push_str(&format!(" AND t.kluster_id = ${}", next()));
+    }
+    let statuses: Option<Vec<String>> =
+        (!f.statuses.is_empty()).then(|| f.statuses.iter().map(|s| s.as_str().to_owned()).collect());
+    if statuses.is_some() {
+        sql.push_str(&format!(" AND t.status = ANY(${}::text[])", next()));
+    }
+    let labels: Option<Vec<String>> =
+        (!f.labels.is_empty()).then(|| f.labels.iter().map(|l| l.trim().to_lowercase()).collect());
+    if labels.is_some() {
+        sql.push_str(&format!(" AND t.labels @> ${}::text[]", next()));
+    }
+    sql.push_str(" ORDER BY t.id DESC LIMIT $1");
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(limit as i64);
+    if let Some(m) = mission {
+        q = q.bind(m);
+    }
+    if let Some(k) = kluster {
+        q = q.bind(k);
+    }
+    if let Some(s) = statuses {
+        q = q.bind(s);
+    }
+    if let Some(l) = labels {
+        q = q.bind(l);
+    }
+    let rows = q.fetch_all(c).await.map_err(db_err)?;
+    rows.iter().map(task_from_row).collect()
+}
