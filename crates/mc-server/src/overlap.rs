@@ -127,8 +127,15 @@ pub async fn check(
         hits.into_iter().map(|h| (h.task.id, (h.task, h.cosine))).collect();
     let draft_globs = parse_globs(&draft.paths)?;
     if !draft_globs.is_empty() {
+        // tasks found only by their paths count when their paths can touch the same file
         for t in store.tasks_with_paths(&filter, PATH_CANDIDATES).await? {
-            candidates.entry(t.id).or_insert((t, None));
+            if candidates.contains_key(&t.id) {
+                continue;
+            }
+            let globs: Vec<Glob> = t.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
+            if mc_overlap::glob::first_overlap(&globs, &draft_globs).is_some() {
+                candidates.insert(t.id, (t, None));
+            }
         }
     }
     if let Some(id) = draft.exclude {

@@ -60,13 +60,6 @@ fn ensure_vec_table(c: &Connection, model: &str, dim: usize) -> Result<()> {
     .map_err(db_err)
 }
 
-fn vec_table_exists(c: &Connection, model: &str, dim: usize) -> Result<bool> {
-    c.prepare_cached("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)")
-        .map_err(db_err)?
-        .query_row([vec_table(model, dim)], |r| r.get(0))
-        .map_err(db_err)
-}
-
 pub(crate) fn blob(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -260,21 +253,6 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// The stored vector of a task for a model and dimension, if any (not checked for staleness).
-fn stored_vector(c: &Connection, task: TaskId, model: &str, dim: usize) -> Result<Option<Vec<f32>>> {
-    if !vec_table_exists(c, model, dim)? {
-        return Ok(None);
-    }
-    let Some(doc) = doc_id(c, task)? else { return Ok(None) };
-    let b: Option<Vec<u8>> = c
-        .prepare_cached(&format!("SELECT embedding FROM {} WHERE doc_id = ?1", vec_table(model, dim)))
-        .map_err(db_err)?
-        .query_row(params![doc], |r| r.get(0))
-        .optional()
-        .map_err(db_err)?;
-    Ok(b.map(|b| unblob(&b)))
-}
-
 /// Most documents the full-text stage ranks. Ranking costs about a microsecond per matching
 /// document, so the words searched for are the rarest ones whose documents add up to at most
 /// this many: rare words say most about which task is meant, and a word found in thousands of
@@ -362,7 +340,7 @@ fn prefixed() -> String {
 
 /// Full-text candidates, best first. Mission, kluster and status filters are scope tokens in the
 /// match itself; only labels are checked on the joined rows.
-fn text_candidates(c: &Connection, words: &str, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
+fn text_candidates(c: &Connection, words: &str, f: &SearchFilter, n: usize) -> Result<Vec<(i64, Task)>> {
     let mut q = format!("({words})");
     if let Some(m) = f.mission_id {
         q.push_str(&format!(" AND scope : {}", scope_token('m', &m.to_string())));
@@ -375,7 +353,7 @@ fn text_candidates(c: &Connection, words: &str, f: &SearchFilter, n: usize) -> R
         q.push_str(&format!(" AND scope : ({})", any.join(" OR ")));
     }
     let mut sql = format!(
-        "SELECT {} FROM (SELECT rowid AS doc, rank FROM task_fts WHERE task_fts MATCH ? ORDER BY rank LIMIT ?) f \
+        "SELECT {}, f.doc FROM (SELECT rowid AS doc, rank FROM task_fts WHERE task_fts MATCH ? ORDER BY rank LIMIT ?) f \
          JOIN search_docs d ON d.doc_id = f.doc JOIN tasks t ON t.id = d.task_id WHERE 1 = 1",
         prefixed()
     );
@@ -384,7 +362,7 @@ fn text_candidates(c: &Connection, words: &str, f: &SearchFilter, n: usize) -> R
     filter_sql(&label_filter, &mut sql, &mut args, false);
     sql.push_str(" ORDER BY f.rank");
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;
-    st.query_map(params_from_iter(args), task_from_row)
+    st.query_map(params_from_iter(args), |r| Ok((r.get(17)?, task_from_row(r)?)))
         .map_err(db_err)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)
@@ -399,7 +377,7 @@ fn vector_candidates(
     v: &[f32],
     f: &SearchFilter,
     n: usize,
-) -> Result<Vec<(Task, f32)>> {
+) -> Result<Vec<((i64, Task), f32)>> {
     let (mission, kluster) = (f.mission_id.map(|m| m.to_string()), f.kluster_id.map(|k| k.to_string()));
     let filter = vindex::Filter {
         mission: mission.as_deref(),
@@ -424,7 +402,7 @@ fn vector_candidates(
         .map_err(db_err)?
         .collect::<rusqlite::Result<HashMap<_, _>>>()
         .map_err(db_err)?;
-    Ok(nearest.into_iter().filter_map(|(d, cos)| tasks.remove(&d).map(|t| (t, cos))).collect())
+    Ok(nearest.into_iter().filter_map(|(d, cos)| tasks.remove(&d).map(|t| ((d, t), cos))).collect())
 }
 
 /// Loads every `vec0` table into the in-memory index (at open, before the writer starts).
@@ -515,25 +493,26 @@ pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> R
         Some(v) => vector_candidates(c, index, &v.model, &v.vector, &req.filter, n)?,
         None => vec![],
     };
-    let mut out: Vec<SearchHit> = fuse(text, vector, |t| t.id, req.limit)
+    let fused = fuse(text, vector, |(_, t)| t.id, req.limit);
+    let similarity = match &req.vector {
+        // every hit gets its similarity, text-only hits too (callers judge overlap on it)
+        Some(v) => {
+            let docs: Vec<i64> = fused.iter().map(|f| f.item.0).collect();
+            index.similarities(&vec_table(&v.model, v.vector.len()), &v.vector, &docs)
+        }
+        None => vec![None; fused.len()],
+    };
+    let out: Vec<SearchHit> = fused
         .into_iter()
-        .map(|f| SearchHit {
-            task: f.item,
+        .zip(similarity)
+        .map(|(f, cos)| SearchHit {
+            task: f.item.1,
             score: f.score,
             text_rank: f.text_rank,
             vector_rank: f.vector_rank,
-            cosine: f.cosine,
+            cosine: cos.or(f.cosine),
         })
         .collect();
-    if let Some(v) = &req.vector {
-        // every hit returned gets its exact similarity, text-only hits too (callers judge
-        // overlap on it); the index's int8 figure only ranked the candidates
-        let norm = dot(&v.vector, &v.vector).sqrt();
-        for h in out.iter_mut() {
-            h.cosine = stored_vector(c, h.task.id, &v.model, v.vector.len())?
-                .map(|tv| dot(&tv, &v.vector) / (norm * dot(&tv, &tv).sqrt()).max(f32::MIN_POSITIVE));
-        }
-    }
     Ok(out)
 }
 

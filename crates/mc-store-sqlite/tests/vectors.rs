@@ -75,8 +75,8 @@ async fn the_index_is_rebuilt_from_the_vector_tables_at_open() {
         })
         .await
         .expect("search");
-    // the cosine shown is the exact one, read from the stored vector
-    assert!((hits[0].cosine.expect("cosine") - 1.0).abs() < 1e-6);
+    // the similarity shown is the cosine, to int8 precision
+    assert!((hits[0].cosine.expect("cosine") - 1.0).abs() < 0.002);
 }
 
 #[tokio::test]
