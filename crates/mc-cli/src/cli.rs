@@ -91,6 +91,11 @@ pub struct ServerArgs {
     /// Directory of the embedded database [default: <user data dir>/missioncontrol].
     #[arg(long, env = "MC_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the embedded SQLite store: a `postgres://` (or `postgresql://`) URL
+    /// (`postgres://user:password@host:5432/db?sslmode=require`). The database needs the pgvector
+    /// extension (created by the first migration when the user may create it).
+    #[arg(long, env = "MC_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MC_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
         value_parser = RangedU64ValueParser::<usize>::new().range(1024..=1024 * 1024 * 1024))]

@@ -20,9 +20,11 @@ use crate::rows::{db_err, t_task_columns, task_from_row};
 const RRF_K: f32 = 60.0;
 /// Candidates taken from each index before fusion, per requested result.
 const OVERSAMPLE: usize = 4;
-/// A word found in more documents than this is too common to rank on: scoring it would visit
-/// every one of them and it says little about which task is meant.
-const COMMON_DOCS: i64 = 2_000;
+/// Most documents the full-text stage ranks (as on the embedded profile): the words searched for
+/// are the rarest ones whose documents add up to at most this many. Rare words say most about
+/// which task is meant; a word found in thousands of documents would make every query slow
+/// while barely changing the ranking.
+const RANK_BUDGET: i64 = 1_000;
 /// Largest dimension an HNSW index takes for `vector`; larger vectors are searched exactly.
 const HNSW_MAX_DIM: usize = 2_000;
 /// Largest dimension stored at all (as on the embedded profile).
@@ -293,32 +295,41 @@ fn quote_lexeme(l: &str) -> String {
 }
 
 /// The `tsquery` for free text, with bounded cost: the words are stemmed by the english
-/// configuration (its stop words dropped); the lexemes specific enough are OR-ed (ranking does
-/// the rest); if every one is common, all of them are AND-ed (which only near restatements
-/// match, cheaply).
+/// configuration (its stop words dropped), and the rarest lexemes whose documents fit the
+/// ranking budget are OR-ed (ranking does the rest); if even the rarest is too common, all of
+/// them are AND-ed (which only near restatements match, cheaply).
 async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
     }
-    let lexemes: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT l.lex, (SELECT count(*) FROM (SELECT 1 FROM task_search s \
-             WHERE s.tsv @@ plainto_tsquery('simple', l.lex) LIMIT $2) x) \
+    let mut counted: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM task_search s \
+             WHERE s.tsv @@ plainto_tsquery('simple', l.lex) LIMIT $2) x), l.lex \
          FROM (SELECT DISTINCT lex FROM unnest($1::text[]) AS w, \
-               unnest(tsvector_to_array(to_tsvector('english', w))) AS lex) l ORDER BY l.lex",
+               unnest(tsvector_to_array(to_tsvector('english', w))) AS lex) l",
     )
     .bind(&words)
-    .bind(COMMON_DOCS)
+    .bind(RANK_BUDGET + 1)
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    if lexemes.is_empty() {
+    counted.retain(|(docs, _)| *docs > 0);
+    if counted.is_empty() {
         return Ok(None);
     }
-    let specific: Vec<String> =
-        lexemes.iter().filter(|(_, docs)| *docs < COMMON_DOCS).map(|(l, _)| quote_lexeme(l)).collect();
+    counted.sort();
+    let mut specific = Vec::new();
+    let mut total = 0;
+    for (docs, lex) in &counted {
+        if total + docs > RANK_BUDGET {
+            break;
+        }
+        total += docs;
+        specific.push(quote_lexeme(lex));
+    }
     Ok(Some(if specific.is_empty() {
-        lexemes.iter().map(|(l, _)| quote_lexeme(l)).collect::<Vec<_>>().join(" & ")
+        counted.iter().map(|(_, l)| quote_lexeme(l)).collect::<Vec<_>>().join(" & ")
     } else {
         specific.join(" | ")
     }))

@@ -1,6 +1,7 @@
-//! `mc server`: wires the control plane to the embedded SQLite store in a data directory, then
-//! serves until Ctrl-C or SIGTERM (graceful: in-flight requests finish). `mc server migrate`
-//! applies pending migrations and exits.
+//! `mc server`: wires the control plane to the embedded SQLite store in a data directory (or to
+//! PostgreSQL when `MC_DATABASE_URL` is a `postgres://` URL), then serves until Ctrl-C or SIGTERM
+//! (graceful: in-flight requests finish). `mc server migrate` applies pending migrations and
+//! exits.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use anyhow::{Context, anyhow};
 use mc_domain::{Clock, SystemClock};
 use mc_server::ServerOptions;
 use mc_store::Store;
+use mc_store_postgres::{PgConfig, PgStore};
 use mc_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
 use tracing_subscriber::EnvFilter;
 
@@ -22,6 +24,12 @@ use crate::output;
 pub const DB_FILE: &str = "mc.db";
 
 pub async fn run(ctx: &Ctx, args: ServerArgs) -> anyhow::Result<()> {
+    if let Some(url) = postgres_url(args.database_url.as_deref())? {
+        return match args.cmd {
+            Some(ServerCmd::Migrate) => migrate_postgres(ctx, &url).await,
+            None => serve_postgres(ctx, args, url).await,
+        };
+    }
     let data_dir = data_dir(args.data_dir.as_deref())?;
     let db = data_dir.join(DB_FILE);
     match args.cmd {
@@ -74,6 +82,42 @@ fn init_tracing() {
         .try_init();
 }
 
+/// The PostgreSQL URL from `--database-url`/`MC_DATABASE_URL`, if one is set; any other scheme
+/// is refused rather than silently falling back to the embedded store.
+fn postgres_url(flag: Option<&str>) -> anyhow::Result<Option<String>> {
+    match flag.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(None),
+        Some(u) if mc_store_postgres::is_postgres_url(u) => Ok(Some(u.to_owned())),
+        Some(_) => Err(anyhow!(
+            "MC_DATABASE_URL (--database-url) must be a postgres:// or postgresql:// URL; \
+             leave it unset to use the embedded SQLite store in the data directory"
+        )),
+    }
+}
+
+async fn migrate_postgres(ctx: &Ctx, url: &str) -> anyhow::Result<()> {
+    let applied = mc_store_postgres::migrate(url).await.context("cannot migrate the PostgreSQL database")?;
+    if ctx.json() {
+        return output::json(&serde_json::json!({ "database": "postgres", "applied": applied }));
+    }
+    if applied.is_empty() {
+        output::line(format_args!("schema is up to date (PostgreSQL)"))?;
+    } else {
+        let versions: Vec<String> = applied.iter().map(i64::to_string).collect();
+        output::line(format_args!("applied migrations {} to the PostgreSQL database", versions.join(", ")))?;
+    }
+    Ok(())
+}
+
+async fn serve_postgres(ctx: &Ctx, args: ServerArgs, url: String) -> anyhow::Result<()> {
+    init_tracing();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store =
+        PgStore::open(PgConfig::new(url, Arc::clone(&clock))).await.context("cannot open the PostgreSQL store")?;
+    let shown = format!("PostgreSQL {}", store.location());
+    serve_store(ctx, args, Arc::new(store), clock, shown).await
+}
+
 async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> anyhow::Result<()> {
     init_tracing();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -91,8 +135,17 @@ async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> a
         .await
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open the database {}", db.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    serve_store(ctx, args, Arc::new(store), clock, data_dir.display().to_string()).await
+}
 
+/// Serves `store` until a shutdown signal; `data` says where the data lives (for the banner).
+async fn serve_store(
+    ctx: &Ctx,
+    args: ServerArgs,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    data: String,
+) -> anyhow::Result<()> {
     if let Some(token) = mc_server::bootstrap_admin_token(store.as_ref(), ctx.global.token.as_deref())
         .await
         .context("cannot store the admin token")?
@@ -108,7 +161,7 @@ async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> a
         embedder,
     };
     let server = mc_server::start(store, clock, opts).await?;
-    eprintln!("MissionControl listening on http://{} (data: {})", server.addr(), data_dir.display());
+    eprintln!("MissionControl listening on http://{} (data: {data})", server.addr());
 
     let signal = shutdown_signal().await?;
     tracing::info!(signal, "shutting down: finishing in-flight requests");
