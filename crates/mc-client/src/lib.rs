@@ -119,23 +119,8 @@ impl Client {
             )));
         }
         let base = url.as_str().trim_end_matches('/').to_owned();
-
-        let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
-        if let Some(t) = &token
-            && HeaderValue::from_str(&format!("Bearer {t}")).is_err()
-        {
-            return Err(ClientError::Config(
-                "the token contains characters that cannot be sent in an HTTP header".into(),
-            ));
-        }
-        let agent = match agent.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) {
-            Some(a) => Some(
-                AgentId::parse(&a)
-                    .map_err(|e| ClientError::Config(format!("invalid agent identity: {e}")))?
-                    .to_string(),
-            ),
-            None => None,
-        };
+        let token = check_token(token)?;
+        let agent = check_agent(agent)?;
 
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -144,6 +129,13 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self { http, base, token, agent, idempotency_key: None })
+    }
+
+    /// The same control plane and connection pool, acting with another token and agent identity
+    /// (checked as in [`Client::new`]). The server's MCP endpoint uses it to forward each caller's
+    /// own credentials without building a client per request.
+    pub fn with_identity(&self, token: Option<String>, agent: Option<String>) -> Result<Self> {
+        Ok(Self { token: check_token(token)?, agent: check_agent(agent)?, ..self.clone() })
     }
 
     /// Uses `key` as the `Idempotency-Key` of creating calls instead of a fresh UUIDv4 per call,
@@ -396,6 +388,27 @@ impl Client {
     /// Walks the whole hash chain on the server and reports the first bad link.
     pub async fn verify_ledger(&self) -> Result<LedgerVerification> {
         self.send(Call::new(Method::GET, "/api/v1/ledger/verify")).await
+    }
+}
+
+/// A bearer token as sent: trimmed, blank meaning none, refused if it cannot be a header value.
+fn check_token(token: Option<String>) -> Result<Option<String>> {
+    let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    if let Some(t) = &token
+        && HeaderValue::from_str(&format!("Bearer {t}")).is_err()
+    {
+        return Err(ClientError::Config("the token contains characters that cannot be sent in an HTTP header".into()));
+    }
+    Ok(token)
+}
+
+/// An agent identity as sent: trimmed, blank meaning none, checked against the identity rules.
+fn check_agent(agent: Option<String>) -> Result<Option<String>> {
+    match agent.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) {
+        Some(a) => Ok(Some(
+            AgentId::parse(&a).map_err(|e| ClientError::Config(format!("invalid agent identity: {e}")))?.to_string(),
+        )),
+        None => Ok(None),
     }
 }
 
