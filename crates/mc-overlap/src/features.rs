@@ -2,7 +2,10 @@
 //! overlap, what differs between the two texts, and whether their declared paths can touch the
 //! same file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::glob::{Glob, first_overlap};
 use crate::text::{Token, is_generic, slot, tokens, weight};
@@ -45,11 +48,86 @@ pub fn path_relation(a: &[Glob], b: &[Glob]) -> PathRelation {
     }
 }
 
+/// Vectors of single words made by a sentence embedder (each word embedded alone), looked up by
+/// the keys [`content_words`] lists. They let a word meet its synonym ("broken" and "dead").
+pub trait WordVectors {
+    fn word_vector(&self, word: &str) -> Option<&[f32]>;
+}
+
+impl<S: std::hash::BuildHasher> WordVectors for HashMap<String, Vec<f32>, S> {
+    fn word_vector(&self, word: &str) -> Option<&[f32]> {
+        self.get(word).map(Vec::as_slice)
+    }
+}
+
+impl<S: std::hash::BuildHasher> WordVectors for HashMap<String, Arc<[f32]>, S> {
+    fn word_vector(&self, word: &str) -> Option<&[f32]> {
+        self.get(word).map(|v| &**v)
+    }
+}
+
+/// What the scorer knows of a pair beyond its texts and paths.
+#[derive(Clone, Copy, Default)]
+pub struct Signals<'a> {
+    /// Cosine of the two full texts by the configured embedder.
+    pub cosine: f32,
+    /// Cosine of the two full texts by the bundled embedder, when the configured one is another
+    /// model (the combined scorer reads both).
+    pub cosine_bundled: Option<f32>,
+    /// Single-word vectors for the soft word alignment.
+    pub words: Option<&'a dyn WordVectors>,
+}
+
+impl std::fmt::Debug for Signals<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signals")
+            .field("cosine", &self.cosine)
+            .field("cosine_bundled", &self.cosine_bundled)
+            .field("words", &self.words.is_some())
+            .finish()
+    }
+}
+
+/// The keys of the word vectors the soft alignment looks up for one text: its content words,
+/// lower-cased, each once. A server embeds those it has not cached yet.
+pub fn content_words(item: ItemText<'_>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    tokens(&format!("{} {}", item.title, item.description))
+        .iter()
+        .map(word_key)
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
+}
+
+/// The word a token's vector is looked up by: its spelling (stems such as `cach` embed badly),
+/// or, for the words of an expanded acronym, the expansion word.
+fn word_key(t: &Token) -> String {
+    let lower = t.original.to_lowercase();
+    if lower == t.norm || crate::text::acronym(&lower).is_none() { lower } else { t.norm.clone() }
+}
+
+/// How well the words of each side find a counterpart on the other, using word vectors: a
+/// BERTScore-style alignment over object words (an exact match counts 1).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Alignment {
+    /// The lower of the two sides' weighted mean best similarity, 0..1.
+    pub low: f32,
+    /// The higher of the two.
+    pub high: f32,
+    /// The most similar pair among the unmatched object words of the two sides (a swap of
+    /// near neighbours, or a synonym), 0 when one side has none.
+    pub swap: f32,
+    /// The least covered object word of either side, 0..1.
+    pub weakest: f32,
+}
+
 /// Everything the scorer looks at for one pair.
 #[derive(Debug, Clone)]
 pub struct PairFeatures {
     /// Cosine of the embeddings of the two full texts.
     pub cosine: f32,
+    /// The bundled embedder's cosine, when the configured embedder is another one.
+    pub cosine_bundled: Option<f32>,
     /// Rarity-weighted Jaccard overlap of content tokens, 0..1.
     pub lexical: f32,
     /// Object words (not generic) found on one side only, per side.
@@ -59,11 +137,20 @@ pub struct PairFeatures {
     pub slot_swap: Option<(String, String, &'static str)>,
     /// Share of the object-word weight that is unmatched, 0..1.
     pub unmatched: f32,
+    /// Object words found on both sides.
+    pub shared_objects: usize,
+    /// Content tokens of the shorter text over those of the longer, 0..1.
+    pub length_ratio: f32,
+    /// Slot words (environment, vendor, version...) on one side only with no word of their
+    /// category on the other: the other text does not say which one.
+    pub slot_one_sided: usize,
+    /// The soft word alignment, when word vectors were given.
+    pub alignment: Option<Alignment>,
     pub paths: PathRelation,
 }
 
 fn similar(a: &str, b: &str) -> bool {
-    if a == b {
+    if a == b || a.strip_suffix('e') == Some(b) || b.strip_suffix('e') == Some(a) {
         return true;
     }
     let (la, lb) = (a.chars().count(), b.chars().count());
@@ -73,6 +160,7 @@ fn similar(a: &str, b: &str) -> bool {
     la.min(lb) >= 6 && la.abs_diff(lb) <= 1 && edit_distance_at_most_one(a, b)
 }
 
+/// At most one insertion, deletion, substitution or swap of two neighbouring letters.
 fn edit_distance_at_most_one(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let (mut i, mut j, mut edits) = (0, 0, 0);
@@ -90,12 +178,36 @@ fn edit_distance_at_most_one(a: &str, b: &str) -> bool {
             std::cmp::Ordering::Greater => i += 1,
             std::cmp::Ordering::Less => j += 1,
             std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
+                let swapped = i + 1 < a.len() && a[i] == b[j + 1] && a[i + 1] == b[j];
+                let step = if swapped { 2 } else { 1 };
+                i += step;
+                j += step;
             }
         }
     }
     edits + (a.len() - i) + (b.len() - j) <= 1
+}
+
+/// The lower-cased words of a text, punctuation and hyphens dropped.
+fn plain_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '\''))
+        .flat_map(|w| w.split('-'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether `word` is two or three neighbouring words of `words` written together ("sidebar" and
+/// "side bar", "login" and "log-in").
+fn joined_in(word: &str, words: &[String]) -> bool {
+    word.chars().count() >= 5
+        && (0..words.len()).any(|i| {
+            let mut joined = words[i].clone();
+            (i + 1..words.len().min(i + 3)).any(|k| {
+                joined.push_str(&words[k]);
+                joined == word
+            })
+        })
 }
 
 fn unique(tokens: Vec<Token>) -> Vec<Token> {
@@ -103,24 +215,94 @@ fn unique(tokens: Vec<Token>) -> Vec<Token> {
     tokens.into_iter().filter(|t| seen.insert(t.norm.clone())).collect()
 }
 
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// One side's tokens, which of them have an exact (or near-spelling) match on the other side.
+struct Side {
+    tokens: Vec<Token>,
+    matched: Vec<bool>,
+}
+
+fn alignment(a: &Side, b: &Side, words: &dyn WordVectors) -> Alignment {
+    let va: Vec<Option<&[f32]>> = a.tokens.iter().map(|t| words.word_vector(&word_key(t))).collect();
+    let vb: Vec<Option<&[f32]>> = b.tokens.iter().map(|t| words.word_vector(&word_key(t))).collect();
+    let best = |i: usize, from: &Side, vf: &[Option<&[f32]>], to: &[Option<&[f32]>]| -> f32 {
+        if from.matched[i] {
+            return 1.0;
+        }
+        let Some(x) = vf[i] else { return 0.0 };
+        to.iter().flatten().map(|y| dot(x, y)).fold(0.0f32, f32::max)
+    };
+    let mut weakest = 1.0f32;
+    let mut cover = |from: &Side, vf: &[Option<&[f32]>], to: &[Option<&[f32]>]| -> f32 {
+        let (mut sum, mut total) = (0.0f32, 0.0f32);
+        for (i, t) in from.tokens.iter().enumerate() {
+            if is_generic(&t.norm) {
+                continue;
+            }
+            let s = best(i, from, vf, to);
+            weakest = weakest.min(s);
+            let w = weight(&t.norm);
+            sum += w * s;
+            total += w;
+        }
+        if total > 0.0 { sum / total } else { 1.0 }
+    };
+    let ra = cover(a, &va, &vb);
+    let rb = cover(b, &vb, &va);
+    let mut swap = 0.0f32;
+    for (i, x) in a.tokens.iter().enumerate() {
+        if a.matched[i] || is_generic(&x.norm) {
+            continue;
+        }
+        for (j, y) in b.tokens.iter().enumerate() {
+            if b.matched[j] || is_generic(&y.norm) {
+                continue;
+            }
+            if let (Some(u), Some(v)) = (va[i], vb[j]) {
+                swap = swap.max(dot(u, v));
+            }
+        }
+    }
+    Alignment { low: ra.min(rb), high: ra.max(rb), swap, weakest }
+}
+
 impl PairFeatures {
     /// Computes the lexical and structural signals; `cosine` comes from an embedder.
     pub fn new(a: ItemText<'_>, b: ItemText<'_>, cosine: f32, paths: PathRelation) -> Self {
+        Self::with_signals(a, b, Signals { cosine, ..Signals::default() }, paths)
+    }
+
+    /// [`Self::new`] with every signal the scorer can use: a second cosine and word vectors.
+    pub fn with_signals(a: ItemText<'_>, b: ItemText<'_>, signals: Signals<'_>, paths: PathRelation) -> Self {
         let ta = unique(tokens(&format!("{} {}", a.title, a.description)));
         let tb = unique(tokens(&format!("{} {}", b.title, b.description)));
-        let matched = |t: &Token, other: &[Token]| other.iter().any(|o| similar(&t.norm, &o.norm));
+        let (wa, wb) = (
+            plain_words(&format!("{} {}", a.title, a.description)),
+            plain_words(&format!("{} {}", b.title, b.description)),
+        );
+        let sa = Side { matched: matches(&ta, &wa, &tb, &wb), tokens: ta };
+        let sb = Side { matched: matches(&tb, &wb, &sa.tokens, &wa), tokens: tb };
         let (mut inter, mut union) = (0.0f32, 0.0f32);
         let (mut spec_total, mut spec_unmatched) = (0.0f32, 0.0f32);
         let mut only_a = Vec::new();
         let mut only_b = Vec::new();
         let mut loose_a = Vec::new();
         let mut loose_b = Vec::new();
-        for t in &ta {
+        let mut shared_objects = 0;
+        for (t, &hit) in sa.tokens.iter().zip(&sa.matched) {
             let w = weight(&t.norm);
-            let hit = matched(t, &tb);
             union += w;
             if hit {
                 inter += w;
+                if !is_generic(&t.norm) {
+                    shared_objects += 1;
+                }
             } else {
                 loose_a.push(t.norm.clone());
                 if !is_generic(&t.norm) {
@@ -132,9 +314,9 @@ impl PairFeatures {
                 spec_total += w;
             }
         }
-        for t in &tb {
+        for (t, &hit) in sb.tokens.iter().zip(&sb.matched) {
             let w = weight(&t.norm);
-            if !matched(t, &ta) {
+            if !hit {
                 union += w;
                 loose_b.push(t.norm.clone());
                 if !is_generic(&t.norm) {
@@ -150,13 +332,25 @@ impl PairFeatures {
             let cat = slot(x)?;
             loose_b.iter().find(|y| slot(y) == Some(cat)).map(|y| (x.clone(), y.clone(), cat))
         });
+        let one_sided = |mine: &[String], theirs: &[String]| {
+            mine.iter().filter_map(|x| slot(x)).filter(|cat| !theirs.iter().any(|y| slot(y) == Some(cat))).count()
+        };
+        let slot_one_sided = one_sided(&loose_a, &loose_b) + one_sided(&loose_b, &loose_a);
+        let (na, nb) = (sa.tokens.len(), sb.tokens.len());
+        let length_ratio = if na.max(nb) > 0 { na.min(nb) as f32 / na.max(nb) as f32 } else { 1.0 };
+        let alignment = signals.words.map(|w| alignment(&sa, &sb, w));
         Self {
-            cosine,
+            cosine: signals.cosine,
+            cosine_bundled: signals.cosine_bundled,
             lexical: if union > 0.0 { inter / union } else { 0.0 },
             only_a,
             only_b,
             slot_swap,
             unmatched: if spec_total > 0.0 { spec_unmatched / spec_total } else { 0.0 },
+            shared_objects,
+            length_ratio,
+            slot_one_sided,
+            alignment,
             paths,
         }
     }
@@ -174,29 +368,143 @@ impl PairFeatures {
         self.only_a.is_empty() && self.only_b.is_empty() && self.slot_swap.is_none() && self.lexical >= 0.75
     }
 
-    /// The numeric vector the calibrated models read (see `model::FEATURES`).
-    pub fn vector(&self) -> Vec<f32> {
-        let c = self.cosine.clamp(-1.0, 1.0);
-        let (inter, disjoint) = match self.paths {
-            PathRelation::Intersect { .. } => (1.0, 0.0),
-            PathRelation::Disjoint => (0.0, 1.0),
-            PathRelation::Unknown => (0.0, 0.0),
-        };
-        let swapped = (self.only_a.len().min(self.only_b.len()) as f32).min(3.0) / 3.0;
-        vec![
-            c,
-            c * c,
-            self.lexical,
-            self.lexical * c,
-            swapped,
-            f32::from(u8::from(self.substitution())),
-            f32::from(u8::from(self.slot_swap.is_some())),
-            self.unmatched,
-            self.unmatched * c,
-            inter,
-            disjoint,
-        ]
+    /// Nothing differs and the embedder agrees (a typo can lower the cosine of near-identical
+    /// texts, so nearly all shared wording asks for less): the same work, whatever the
+    /// classifiers say.
+    pub fn same_work(&self) -> bool {
+        self.nothing_differs() && (self.cosine >= 0.8 || (self.lexical >= 0.9 && self.cosine >= 0.5))
     }
+
+    /// The value of one model input, `None` when the signal it needs was not given.
+    pub fn value(&self, feature: Feature) -> Option<f32> {
+        let c = self.cosine.clamp(-1.0, 1.0);
+        let flag = |b: bool| f32::from(u8::from(b));
+        let (a, b) = (self.only_a.len(), self.only_b.len());
+        Some(match feature {
+            Feature::Cosine => c,
+            Feature::CosineSquared => c * c,
+            Feature::Lexical => self.lexical,
+            Feature::LexicalTimesCosine => self.lexical * c,
+            Feature::SwappedWords => (a.min(b) as f32).min(3.0) / 3.0,
+            Feature::Substitution => flag(self.substitution()),
+            Feature::SlotSwap => flag(self.slot_swap.is_some()),
+            Feature::Unmatched => self.unmatched,
+            Feature::UnmatchedTimesCosine => self.unmatched * c,
+            Feature::PathsIntersect => flag(matches!(self.paths, PathRelation::Intersect { .. })),
+            Feature::PathsDisjoint => flag(self.paths == PathRelation::Disjoint),
+            Feature::OnlyMost => (a.max(b) as f32).min(6.0) / 6.0,
+            Feature::OneSided => flag((a == 0) != (b == 0)),
+            Feature::SharedObjects => (self.shared_objects as f32).min(5.0) / 5.0,
+            Feature::LengthRatio => self.length_ratio,
+            Feature::SlotOneSided => flag(self.slot_one_sided > 0),
+            Feature::CosineBundled => self.cosine_bundled?.clamp(-1.0, 1.0),
+            Feature::CosineMean => (c + self.cosine_bundled?.clamp(-1.0, 1.0)) / 2.0,
+            Feature::AlignLow => self.alignment?.low,
+            Feature::AlignHigh => self.alignment?.high,
+            Feature::AlignSwap => self.alignment?.swap,
+            Feature::AlignWeakest => self.alignment?.weakest,
+        })
+    }
+
+    /// The values of `features`, `None` if one of them lacks its signal.
+    pub fn values(&self, features: &[Feature]) -> Option<Vec<f32>> {
+        features.iter().map(|f| self.value(*f)).collect()
+    }
+
+    /// The numeric vector of the base inputs (those that need only one cosine), in
+    /// [`Feature::BASE`] order.
+    pub fn vector(&self) -> Vec<f32> {
+        Feature::BASE.iter().filter_map(|f| self.value(*f)).collect()
+    }
+}
+
+/// Whether `word` is one of two or three neighbouring words of `words` that, written together,
+/// are a word of `theirs` ("log" of "log-in" against "login").
+fn part_of_joined(word: &str, words: &[String], theirs: &[String]) -> bool {
+    words.iter().enumerate().filter(|(_, w)| *w == word).any(|(i, _)| {
+        (i.saturating_sub(2)..=i).any(|start| {
+            let mut joined = String::new();
+            (start..words.len().min(start + 3)).any(|k| {
+                joined.push_str(&words[k]);
+                k > start && k >= i && joined.chars().count() >= 5 && theirs.contains(&joined)
+            })
+        })
+    })
+}
+
+/// Which of `mine` have a match among `theirs` (by spelling, or written as separate words).
+fn matches(mine: &[Token], my_words: &[String], theirs: &[Token], their_words: &[String]) -> Vec<bool> {
+    mine.iter()
+        .map(|t| {
+            let word = t.original.to_lowercase();
+            theirs.iter().any(|o| similar(&t.norm, &o.norm))
+                || joined_in(&word, their_words)
+                || part_of_joined(&word, my_words, their_words)
+        })
+        .collect()
+}
+
+/// One input of the calibrated models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feature {
+    Cosine,
+    CosineSquared,
+    Lexical,
+    LexicalTimesCosine,
+    /// Object words unmatched on both sides (a swap), up to 3.
+    SwappedWords,
+    Substitution,
+    SlotSwap,
+    Unmatched,
+    UnmatchedTimesCosine,
+    PathsIntersect,
+    PathsDisjoint,
+    /// The larger count of unmatched object words of a side, up to 6.
+    OnlyMost,
+    /// Only one side has unmatched object words (an addition, not a swap).
+    OneSided,
+    SharedObjects,
+    LengthRatio,
+    SlotOneSided,
+    /// Needs `Signals::cosine_bundled`.
+    CosineBundled,
+    /// Needs `Signals::cosine_bundled`.
+    CosineMean,
+    /// Needs `Signals::words`.
+    AlignLow,
+    /// Needs `Signals::words`.
+    AlignHigh,
+    /// Needs `Signals::words`.
+    AlignSwap,
+    /// Needs `Signals::words`.
+    AlignWeakest,
+}
+
+impl Feature {
+    /// The inputs computed from the texts, the paths and one cosine.
+    pub const BASE: &[Feature] = &[
+        Feature::Cosine,
+        Feature::CosineSquared,
+        Feature::Lexical,
+        Feature::LexicalTimesCosine,
+        Feature::SwappedWords,
+        Feature::Substitution,
+        Feature::SlotSwap,
+        Feature::Unmatched,
+        Feature::UnmatchedTimesCosine,
+        Feature::PathsIntersect,
+        Feature::PathsDisjoint,
+        Feature::OnlyMost,
+        Feature::OneSided,
+        Feature::SharedObjects,
+        Feature::LengthRatio,
+        Feature::SlotOneSided,
+    ];
+    /// Inputs that need the bundled embedder's cosine as well.
+    pub const BUNDLED: &[Feature] = &[Feature::CosineBundled, Feature::CosineMean];
+    /// Inputs that need word vectors.
+    pub const WORDS: &[Feature] = &[Feature::AlignLow, Feature::AlignHigh, Feature::AlignSwap, Feature::AlignWeakest];
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 //! whether their declared path globs can match a common file (exactly).
 
 pub mod features;
+pub mod fit;
 pub mod glob;
 pub mod model;
 pub mod text;
 
-pub use features::{ItemText, PairFeatures, PathRelation, path_relation};
+pub use features::{Feature, ItemText, PairFeatures, PathRelation, Signals, WordVectors, content_words, path_relation};
 pub use model::{Relation, ScorerModel, Verdict, shipped_for};

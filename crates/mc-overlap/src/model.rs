@@ -1,26 +1,13 @@
-//! The calibrated scorer: two logistic models over `PairFeatures::vector()` — one tells
-//! duplicates from everything else, one tells "worth surfacing" (duplicate or related) from
-//! unrelated — with thresholds chosen on the calibration split of the labelled pairs. Models are
-//! plain JSON, fitted by `overlap-eval --fit` and shipped in `models/`.
+//! The calibrated scorer: two classifiers over [`PairFeatures`] inputs — one tells duplicates
+//! from everything else, one tells "worth surfacing" (duplicate or related) from unrelated — with
+//! thresholds chosen on out-of-fold predictions over the calibration split of the labelled pairs
+//! (see [`crate::fit`]). A model holds one variant per set of available signals (word vectors, a
+//! second cosine), richest first; a pair is judged by the first variant whose inputs it has.
+//! Models are plain JSON, fitted by `overlap-eval --fit` and shipped in `models/`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::{PairFeatures, PathRelation};
-
-/// Names of the entries of the feature vector, in order.
-pub const FEATURES: &[&str] = &[
-    "cosine",
-    "cosine^2",
-    "lexical",
-    "lexical*cosine",
-    "swapped_words",
-    "substitution",
-    "slot_swap",
-    "unmatched",
-    "unmatched*cosine",
-    "paths_intersect",
-    "paths_disjoint",
-];
+use crate::features::{Feature, PairFeatures, PathRelation};
 
 /// One logistic model: `p = σ(bias + Σ wᵢ·xᵢ)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,38 +17,91 @@ pub struct Logistic {
 }
 
 impl Logistic {
-    pub fn probability(&self, x: &[f32]) -> f32 {
-        let z: f32 = self.bias + self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
-        1.0 / (1.0 + (-z).exp())
+    pub fn logit(&self, x: &[f32]) -> f32 {
+        self.bias + self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f32>()
     }
 
-    /// Fits by batch gradient descent with L2 regularisation; `y` is 0 or 1.
-    pub fn fit(xs: &[Vec<f32>], ys: &[f32], l2: f32, epochs: usize) -> Self {
-        let dim = xs.first().map(Vec::len).unwrap_or(0);
-        let mut m = Self { bias: 0.0, weights: vec![0.0; dim] };
-        let n = xs.len().max(1) as f32;
-        // balance the classes so a rare label still matters
-        let pos = ys.iter().filter(|y| **y > 0.5).count().max(1) as f32;
-        let neg = (ys.len() as f32 - pos).max(1.0);
-        let (wp, wn) = (n / (2.0 * pos), n / (2.0 * neg));
-        let lr = 0.5;
-        for _ in 0..epochs {
-            let mut gb = 0.0;
-            let mut gw = vec![0.0f32; dim];
-            for (x, &y) in xs.iter().zip(ys) {
-                let err = (m.probability(x) - y) * if y > 0.5 { wp } else { wn };
-                gb += err;
-                for (g, v) in gw.iter_mut().zip(x) {
-                    *g += err * v;
+    pub fn probability(&self, x: &[f32]) -> f32 {
+        sigmoid(self.logit(x))
+    }
+}
+
+/// A node of a regression tree: a leaf value, or `[feature, threshold, left, right]` (go left
+/// when `x[feature] < threshold`; children are indices into the tree's nodes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Node {
+    Leaf(f32),
+    Split(usize, f32, usize, usize),
+}
+
+/// Gradient-boosted shallow trees on the log-odds scale.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trees {
+    pub base: f32,
+    /// Each tree's nodes, root first.
+    pub trees: Vec<Vec<Node>>,
+}
+
+impl Trees {
+    pub fn logit(&self, x: &[f32]) -> f32 {
+        let mut z = self.base;
+        for tree in &self.trees {
+            let mut i = 0;
+            loop {
+                match tree.get(i) {
+                    Some(Node::Leaf(v)) => {
+                        z += v;
+                        break;
+                    }
+                    Some(Node::Split(f, t, l, r)) => i = if x.get(*f).copied().unwrap_or(0.0) < *t { *l } else { *r },
+                    None => break,
                 }
             }
-            m.bias -= lr * gb / n;
-            for (w, g) in m.weights.iter_mut().zip(&gw) {
-                *w -= lr * (g / n + l2 * *w);
-            }
         }
-        m
+        z
     }
+}
+
+/// A binary classifier: a logistic model, boosted trees, or the mean of both log-odds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Classifier {
+    Logistic(Logistic),
+    Trees(Trees),
+    Blend(Logistic, Trees),
+}
+
+impl Classifier {
+    pub fn probability(&self, x: &[f32]) -> f32 {
+        sigmoid(match self {
+            Self::Logistic(m) => m.logit(x),
+            Self::Trees(t) => t.logit(x),
+            Self::Blend(m, t) => 0.5 * (m.logit(x) + t.logit(x)),
+        })
+    }
+}
+
+pub(crate) fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// The classifiers and thresholds for one set of inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// The inputs, in the order the classifiers read them.
+    pub features: Vec<Feature>,
+    pub duplicate: Classifier,
+    /// `p_duplicate` at or above which the relation is `duplicate`.
+    pub duplicate_threshold: f32,
+    /// `p_duplicate` at or above which creation is refused without `acknowledge_overlap`.
+    pub block_threshold: f32,
+    /// `p_surface` a duplicate needs as well: keeps unrelated pairs from being called duplicates.
+    #[serde(default)]
+    pub duplicate_gate: f32,
+    pub surface: Classifier,
+    /// `p_surface` at or above which an item is surfaced as `related`.
+    pub surface_threshold: f32,
 }
 
 /// A fitted scorer for one embedding model.
@@ -69,14 +109,8 @@ impl Logistic {
 pub struct ScorerModel {
     /// Prefix of the embedder model ids it was fitted for.
     pub embedder: String,
-    pub duplicate: Logistic,
-    /// `p_duplicate` at or above which the relation is `duplicate`.
-    pub duplicate_threshold: f32,
-    /// `p_duplicate` at or above which creation is refused without `acknowledge_overlap`.
-    pub block_threshold: f32,
-    pub surface: Logistic,
-    /// `p_surface` at or above which an item is surfaced as `related`.
-    pub surface_threshold: f32,
+    /// Richest first; the last needs only one cosine.
+    pub variants: Vec<Variant>,
 }
 
 /// How a new item relates to an existing one.
@@ -103,17 +137,17 @@ pub struct Verdict {
     pub reasons: Vec<String>,
 }
 
-impl ScorerModel {
-    pub fn judge(&self, f: &PairFeatures) -> Verdict {
-        let x = f.vector();
+impl Variant {
+    /// The verdict of this variant, `None` if the pair lacks one of its inputs.
+    pub fn judge(&self, f: &PairFeatures) -> Option<Verdict> {
+        let x = f.values(&self.features)?;
         let mut p_dup = self.duplicate.probability(&x);
-        // Nothing differs between the two texts but wording: that is the same work, whatever the
-        // labelled pairs (which hold no near-verbatim duplicates) taught the model.
-        if f.nothing_differs() && f.cosine >= 0.8 {
+        // Nothing differs between the two texts but wording: that is the same work.
+        if f.same_work() {
             p_dup = p_dup.max(0.99);
         }
         let p_surface = self.surface.probability(&x);
-        let relation = if p_dup >= self.duplicate_threshold {
+        let relation = if p_dup >= self.duplicate_threshold && p_surface >= self.duplicate_gate {
             Some(Relation::Duplicate)
         } else if p_surface >= self.surface_threshold || matches!(f.paths, PathRelation::Intersect { .. }) {
             Some(Relation::Related)
@@ -124,14 +158,40 @@ impl ScorerModel {
             Some(Relation::Duplicate) => 0.5 + 0.5 * p_dup,
             _ => 0.5 * p_surface.max(p_dup),
         };
-        Verdict {
+        Some(Verdict {
             relation,
             score,
             p_duplicate: p_dup,
             p_surface,
             blocks: relation == Some(Relation::Duplicate) && p_dup >= self.block_threshold,
             reasons: reasons(f, relation),
-        }
+        })
+    }
+
+    /// Whether a pair has every input this variant reads.
+    pub fn applies_to(&self, f: &PairFeatures) -> bool {
+        self.features.iter().all(|x| f.value(*x).is_some())
+    }
+}
+
+impl ScorerModel {
+    /// Judges a pair with the richest variant whose inputs it has.
+    pub fn judge(&self, f: &PairFeatures) -> Verdict {
+        self.variants.iter().find_map(|v| v.judge(f)).unwrap_or_else(|| {
+            // no variant applies (a model without a one-cosine variant): judge on cosine alone
+            let p = f.cosine.clamp(0.0, 1.0);
+            Verdict { relation: None, score: 0.5 * p, p_duplicate: 0.0, p_surface: p, blocks: false, reasons: vec![] }
+        })
+    }
+
+    /// Whether some variant reads word vectors (a server then computes them).
+    pub fn wants_words(&self) -> bool {
+        self.variants.iter().any(|v| v.features.iter().any(|f| Feature::WORDS.contains(f)))
+    }
+
+    /// Whether some variant reads the bundled embedder's cosine.
+    pub fn wants_bundled_cosine(&self) -> bool {
+        self.variants.iter().any(|v| v.features.iter().any(|f| Feature::BUNDLED.contains(f)))
     }
 }
 
@@ -167,19 +227,18 @@ pub fn shipped_for(embedder_id: &str) -> ScorerModel {
 
 /// A conservative hand-set model used only if no shipped model parses.
 fn fallback() -> ScorerModel {
-    let mut dup = vec![0.0; FEATURES.len()];
-    dup[0] = 12.0;
-    dup[6] = -8.0;
-    let mut surface = vec![0.0; FEATURES.len()];
-    surface[0] = 10.0;
-    surface[2] = 4.0;
+    let features = vec![Feature::Cosine, Feature::SlotSwap, Feature::Lexical];
     ScorerModel {
         embedder: String::new(),
-        duplicate: Logistic { bias: -10.0, weights: dup },
-        duplicate_threshold: 0.5,
-        block_threshold: 0.9,
-        surface: Logistic { bias: -6.0, weights: surface },
-        surface_threshold: 0.5,
+        variants: vec![Variant {
+            features,
+            duplicate: Classifier::Logistic(Logistic { bias: -10.0, weights: vec![12.0, -8.0, 0.0] }),
+            duplicate_threshold: 0.5,
+            block_threshold: 0.9,
+            duplicate_gate: 0.0,
+            surface: Classifier::Logistic(Logistic { bias: -6.0, weights: vec![10.0, 0.0, 4.0] }),
+            surface_threshold: 0.5,
+        }],
     }
 }
 
@@ -188,21 +247,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn logistic_fit_separates_a_separable_set() {
-        let xs: Vec<Vec<f32>> = (0..40).map(|i| vec![i as f32 / 40.0]).collect();
-        let ys: Vec<f32> = (0..40).map(|i| if i >= 20 { 1.0 } else { 0.0 }).collect();
-        let m = Logistic::fit(&xs, &ys, 0.0, 3000);
-        assert!(m.probability(&[0.9]) > 0.8);
-        assert!(m.probability(&[0.1]) < 0.2);
-    }
-
-    #[test]
     fn shipped_models_parse_and_have_the_right_shape() {
         for s in SHIPPED {
             let m: ScorerModel = serde_json::from_str(s).expect("shipped model parses");
-            assert_eq!(m.duplicate.weights.len(), FEATURES.len());
-            assert_eq!(m.surface.weights.len(), FEATURES.len());
-            assert!(m.block_threshold >= m.duplicate_threshold);
+            let last = m.variants.last().expect("a variant");
+            assert!(last.features.iter().all(|f| Feature::BASE.contains(f)), "the last variant needs one cosine");
+            for v in &m.variants {
+                assert!(v.block_threshold >= v.duplicate_threshold);
+                if let Classifier::Logistic(l) | Classifier::Blend(l, _) = &v.duplicate {
+                    assert_eq!(l.weights.len(), v.features.len());
+                }
+            }
         }
+    }
+
+    #[test]
+    fn trees_walk_to_a_leaf() {
+        let t = Trees {
+            base: 0.5,
+            trees: vec![vec![Node::Split(0, 0.5, 1, 2), Node::Leaf(-1.0), Node::Leaf(1.0)], vec![Node::Leaf(0.25)]],
+        };
+        assert!((t.logit(&[0.2]) - (0.5 - 1.0 + 0.25)).abs() < 1e-6);
+        assert!((t.logit(&[0.7]) - (0.5 + 1.0 + 0.25)).abs() < 1e-6);
     }
 }

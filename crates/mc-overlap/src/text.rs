@@ -791,7 +791,9 @@ pub fn tokens(text: &str) -> Vec<Token> {
     let mut cur = String::new();
     let chars: Vec<char> = text.chars().collect();
     let flush = |cur: &mut String, out: &mut Vec<Token>| {
-        let t = cur.trim_matches(|c: char| c == '.' || c == '-' || c == '\'' || c == '_').to_owned();
+        let trimmed = cur.trim_matches(|c: char| c == '.' || c == '-' || c == '\'' || c == '_');
+        // the possessive is not part of the word: "page's" is "page"
+        let t = trimmed.strip_suffix("'s").or_else(|| trimmed.strip_suffix("’s")).unwrap_or(trimmed).to_owned();
         cur.clear();
         if t.is_empty() || (t.len() == 1 && !t.chars().all(|c| c.is_ascii_digit())) {
             return;

@@ -1,19 +1,24 @@
 //! `overlap-eval`: measures the overlap scorer on the labelled pairs in
-//! `crates/mc-overlap/eval/pairs.jsonl` and prints precision and recall on the held-out split,
-//! next to the bare-cosine baseline. With `--fit FILE` it first fits the scorer on the
-//! calibration split and writes the model (this is how `crates/mc-overlap/models/*.json` are made).
+//! `crates/mc-overlap/eval/pairs.jsonl` and prints its figures on the calibration and held-out
+//! splits, next to the bare-cosine baseline. `--fit FILE` first fits the scorer on the
+//! calibration split and writes the model (this is how `crates/mc-overlap/models/*.json` are
+//! made); `--cv` measures the fitting procedure by 5-fold cross-validation on the calibration
+//! split alone, without looking at the held-out pairs.
 //!
 //! Run: `cargo run --release -p mc-bench --bin overlap-eval` (bundled model) or with
-//! `--model-dir DIR` (an all-MiniLM-L6-v2 directory).
+//! `--model-dir DIR` (an all-MiniLM-L6-v2 directory; `--combine` adds the bundled model's cosine).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use mc_embed::{EmbedderConfig, cosine};
-use mc_overlap::features::{ItemText, PairFeatures, path_relation};
+use mc_embed::{Embedder, EmbedderConfig, cosine};
+use mc_overlap::features::{Feature, ItemText, PairFeatures, Signals, content_words, path_relation};
+use mc_overlap::fit::{self, Example, Kind, Options};
 use mc_overlap::glob::Glob;
-use mc_overlap::model::{Logistic, Relation, ScorerModel, shipped_for};
+use mc_overlap::model::{Relation, ScorerModel, Variant, Verdict, shipped_for};
+use mc_overlap::text::expand_acronyms;
 use serde::Deserialize;
 
 #[derive(Parser, Debug)]
@@ -24,24 +29,68 @@ struct Args {
     /// Use an all-MiniLM-L6-v2 directory instead of the bundled model.
     #[arg(long)]
     model_dir: Option<PathBuf>,
+    /// With `--model-dir`: also give the scorer the bundled model's cosine (the combined scorer).
+    #[arg(long)]
+    combine: bool,
+    /// Give the scorer single-word vectors from the bundled model (soft word alignment).
+    #[arg(long)]
+    words: bool,
     /// Use the feature-hashing embedder (for a quick check of the plumbing only).
     #[arg(long)]
     hashing: bool,
     /// Fit the scorer on the calibration split and write it here.
     #[arg(long)]
     fit: Option<PathBuf>,
+    /// Measure the fitting procedure by 5-fold cross-validation on the calibration split.
+    #[arg(long)]
+    cv: bool,
+    /// Classifier to fit.
+    #[arg(long, value_enum, default_value = "logistic")]
+    kind: KindArg,
+    /// Ridge penalty of the logistic model.
+    #[arg(long, default_value_t = 1.0)]
+    l2: f32,
+    /// Boosting rounds, tree depth and learning rate of the trees.
+    #[arg(long, default_value_t = 150)]
+    rounds: usize,
+    #[arg(long, default_value_t = 2)]
+    depth: usize,
+    #[arg(long, default_value_t = 0.1)]
+    rate: f32,
+    /// Out-of-fold duplicate precision the fitted duplicate threshold keeps.
+    #[arg(long, default_value_t = 0.93)]
+    target_precision: f32,
+    /// Log-odds margin of the surface threshold over the most confident unrelated pair.
+    #[arg(long, default_value_t = 0.25)]
+    surface_margin: f32,
+    /// Gate the duplicate label on `p_surface` (see `fit::Options::gate`).
+    #[arg(long)]
+    gate: bool,
+    /// Leave these inputs out (comma-separated snake_case names), for ablations.
+    #[arg(long, value_delimiter = ',')]
+    without: Vec<String>,
     /// Evaluate this model file instead of the shipped one.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Print figures for the calibration split only (while iterating: the held-out pairs stay unseen).
+    #[arg(long)]
+    calibration_only: bool,
     /// Fail (exit 1) if held-out duplicate precision falls below this.
     #[arg(long)]
     min_precision: Option<f32>,
     /// Fail (exit 1) if the share of held-out duplicates surfaced falls below this.
     #[arg(long)]
     min_surfaced: Option<f32>,
-    /// Print every misjudged held-out pair.
+    /// Print every misjudged calibration pair (out-of-fold with `--cv`). Held-out errors are never printed.
     #[arg(long)]
     verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KindArg {
+    Logistic,
+    Trees,
+    Blend,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +118,37 @@ struct Scored {
     features: PairFeatures,
 }
 
+impl Side {
+    fn item(&self) -> ItemText<'_> {
+        ItemText { title: &self.title, description: &self.description }
+    }
+}
+
+/// What the server embeds for a text.
+fn embedding_input(item: ItemText<'_>) -> String {
+    expand_acronyms(&item.embedding_input())
+}
+
+async fn pair_cosines(embedder: &dyn Embedder, pairs: &[Pair]) -> Result<Vec<f32>> {
+    let inputs: Vec<String> =
+        pairs.iter().flat_map(|p| [embedding_input(p.a.item()), embedding_input(p.b.item())]).collect();
+    let t = std::time::Instant::now();
+    let vectors = embedder.embed(&inputs).await?;
+    println!("{}: embedded {} texts in {:.1} s", embedder.model_id(), inputs.len(), t.elapsed().as_secs_f64());
+    Ok((0..pairs.len()).map(|i| cosine(&vectors[2 * i], &vectors[2 * i + 1])).collect())
+}
+
+async fn word_vectors(embedder: &dyn Embedder, pairs: &[Pair]) -> Result<HashMap<String, Vec<f32>>> {
+    let mut words: Vec<String> =
+        pairs.iter().flat_map(|p| [content_words(p.a.item()), content_words(p.b.item())]).flatten().collect();
+    words.sort();
+    words.dedup();
+    let t = std::time::Instant::now();
+    let vectors = embedder.embed(&words).await?;
+    println!("{}: embedded {} words in {:.1} s", embedder.model_id(), words.len(), t.elapsed().as_secs_f64());
+    Ok(words.into_iter().zip(vectors).collect())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -88,54 +168,117 @@ async fn main() -> Result<()> {
     };
     let embedder = mc_embed::build(&config)?;
     println!("embedder: {} ({} pairs)", embedder.model_id(), pairs.len());
-    let inputs: Vec<String> = pairs
-        .iter()
-        .flat_map(|p| [&p.a, &p.b].map(|s| ItemText { title: &s.title, description: &s.description }.embedding_input()))
-        .collect();
-    let t = std::time::Instant::now();
-    let vectors = embedder.embed(&inputs).await?;
-    println!("embedded {} texts in {:.1} s", inputs.len(), t.elapsed().as_secs_f64());
+    let given: Option<ScorerModel> = match (&args.fit, &args.model) {
+        (None, Some(path)) => Some(serde_json::from_str(&std::fs::read_to_string(path)?)?),
+        _ => None,
+    };
+    let evaluated = given.clone().unwrap_or_else(|| shipped_for(embedder.model_id()));
+    let fitting = args.fit.is_some() || args.cv;
+    let want_words = if fitting { args.words } else { evaluated.wants_words() };
+    let want_bundled =
+        args.model_dir.is_some() && if fitting { args.combine } else { evaluated.wants_bundled_cosine() };
+    let cosines = pair_cosines(embedder.as_ref(), &pairs).await?;
+    let bundled = if want_words || want_bundled { Some(mc_embed::build(&EmbedderConfig::Bundled)?) } else { None };
+    let bundled_cosines = match (&bundled, want_bundled) {
+        (Some(b), true) => Some(pair_cosines(b.as_ref(), &pairs).await?),
+        _ => None,
+    };
+    let words = match (&bundled, want_words) {
+        (Some(b), true) => Some(word_vectors(b.as_ref(), &pairs).await?),
+        _ => None,
+    };
     let mut scored = Vec::new();
     for (i, pair) in pairs.into_iter().enumerate() {
-        let cos = cosine(&vectors[2 * i], &vectors[2 * i + 1]);
         let ga = globs(&pair.a.paths)?;
         let gb = globs(&pair.b.paths)?;
-        let features = PairFeatures::new(
-            ItemText { title: &pair.a.title, description: &pair.a.description },
-            ItemText { title: &pair.b.title, description: &pair.b.description },
-            cos,
-            path_relation(&ga, &gb),
-        );
+        let signals = Signals {
+            cosine: cosines[i],
+            cosine_bundled: bundled_cosines.as_ref().map(|c| c[i]),
+            words: words.as_ref().map(|w| w as &dyn mc_overlap::WordVectors),
+        };
+        let features = PairFeatures::with_signals(pair.a.item(), pair.b.item(), signals, path_relation(&ga, &gb));
         scored.push(Scored { pair, features });
+    }
+    let options = Options {
+        kind: match args.kind {
+            KindArg::Logistic => Kind::Logistic,
+            KindArg::Trees => Kind::Trees,
+            KindArg::Blend => Kind::Blend,
+        },
+        l2: args.l2,
+        rounds: args.rounds,
+        depth: args.depth,
+        rate: args.rate,
+        folds: 5,
+        min_precision: args.target_precision,
+        surface_margin: args.surface_margin,
+        gate: args.gate,
+    };
+    let without: Vec<Feature> = args
+        .without
+        .iter()
+        .map(|name| serde_json::from_value(serde_json::Value::String(name.clone())))
+        .collect::<Result<_, _>>()
+        .context("--without: unknown input")?;
+    let mut rich: Vec<Feature> = Feature::BASE.to_vec();
+    if want_bundled {
+        rich.extend(Feature::BUNDLED);
+    }
+    if want_words {
+        rich.extend(Feature::WORDS);
+    }
+    rich.retain(|f| !without.contains(f));
+    let base: Vec<Feature> = rich.iter().copied().filter(|f| Feature::BASE.contains(f)).collect();
+    let cal: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == "calibration").collect();
+    if args.cv {
+        println!("inputs: {}", names(&rich));
+        let figures = cross_validate(&cal, &rich, &options, args.verbose);
+        figures.print("calibration, 5-fold cross-validated");
+        return Ok(());
     }
     let model = match &args.fit {
         Some(out) => {
-            let m = fit(&scored, embedder.model_id());
+            let mut variants = vec![fit::fit_variant(rich.clone(), &examples(&cal, &rich), &options)];
+            if base != rich {
+                variants.push(fit::fit_variant(base.clone(), &examples(&cal, &base), &options));
+            }
+            let m = ScorerModel {
+                embedder: embedder.model_id().split('/').next().unwrap_or_default().to_owned(),
+                variants,
+            };
             std::fs::write(out, serde_json::to_string_pretty(&m)? + "\n")?;
             println!("fitted on the calibration split; model written to {}", out.display());
             m
         }
-        None => match &args.model {
-            Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)?,
-            None => shipped_for(embedder.model_id()),
-        },
+        None => evaluated,
     };
-    report(&scored, &model, "calibration", false);
-    let held = report(&scored, &model, "holdout", args.verbose);
-    if args.min_precision.is_some_and(|m| held.precision < m) || args.min_surfaced.is_some_and(|m| held.surfaced < m) {
+    let cal_fig = evaluate(&cal, |s| model.judge(&s.features), args.verbose);
+    cal_fig.print("calibration (in-sample)");
+    if args.calibration_only {
+        return Ok(());
+    }
+    let held: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == "holdout").collect();
+    let held_fig = evaluate(&held, |s| model.judge(&s.features), false);
+    held_fig.print("holdout");
+    baseline(&held);
+    if args.min_precision.is_some_and(|m| held_fig.precision() < m)
+        || args.min_surfaced.is_some_and(|m| held_fig.surfaced() < m)
+    {
         anyhow::bail!(
             "held-out quality regressed: precision {:.3}, duplicates surfaced {:.3}",
-            held.precision,
-            held.surfaced
+            held_fig.precision(),
+            held_fig.surfaced()
         );
     }
     Ok(())
 }
 
-/// Held-out figures checked against floors.
-struct Figures {
-    precision: f32,
-    surfaced: f32,
+fn names(features: &[Feature]) -> String {
+    features
+        .iter()
+        .map(|f| serde_json::to_string(f).unwrap_or_default().trim_matches('"').to_owned())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn globs(paths: &[String]) -> Result<Vec<Glob>> {
@@ -146,86 +289,181 @@ fn is(label: &str, s: &Scored) -> bool {
     s.pair.label == label
 }
 
-/// Fits both logistic models on the calibration split and picks thresholds there.
-fn fit(scored: &[Scored], embedder_id: &str) -> ScorerModel {
-    let cal: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == "calibration").collect();
-    let xs: Vec<Vec<f32>> = cal.iter().map(|s| s.features.vector()).collect();
-    let y_dup: Vec<f32> = cal.iter().map(|s| f32::from(u8::from(is("duplicate", s)))).collect();
-    let y_sur: Vec<f32> = cal.iter().map(|s| f32::from(u8::from(!is("unrelated", s)))).collect();
-    let duplicate = Logistic::fit(&xs, &y_dup, 1e-4, 40_000);
-    let surface = Logistic::fit(&xs, &y_sur, 1e-4, 40_000);
-    let p_dup: Vec<f32> = xs.iter().map(|x| duplicate.probability(x)).collect();
-    let p_sur: Vec<f32> = xs.iter().map(|x| surface.probability(x)).collect();
-    // duplicate threshold: the lowest that keeps calibration precision ≥ 0.93 (a margin over the
-    // 0.9 goal), i.e. the most recall at that precision
-    let mut cands: Vec<f32> = p_dup.clone();
-    cands.sort_by(f32::total_cmp);
-    let mut duplicate_threshold = 0.99;
-    for &t in &cands {
-        let tp = cal.iter().zip(&p_dup).filter(|(s, p)| **p >= t && is("duplicate", s)).count();
-        let fp = cal.iter().zip(&p_dup).filter(|(s, p)| **p >= t && !is("duplicate", s)).count();
-        if tp + fp > 0 && tp as f32 / (tp + fp) as f32 >= 0.93 {
-            duplicate_threshold = t;
-            break;
+fn examples(set: &[&Scored], features: &[Feature]) -> Vec<Example> {
+    set.iter()
+        .map(|s| Example {
+            x: s.features.values(features).unwrap_or_default(),
+            duplicate: is("duplicate", s),
+            surface: !is("unrelated", s),
+            forced_duplicate: s.features.same_work(),
+            stratum: format!("{}/{}", s.pair.label, s.pair.kind),
+        })
+        .collect()
+}
+
+/// Outer 5-fold cross-validation of the whole procedure (inner folds choose the thresholds).
+fn cross_validate(cal: &[&Scored], features: &[Feature], options: &Options, verbose: bool) -> Figures {
+    let strata: Vec<String> = cal.iter().map(|s| format!("{}/{}", s.pair.label, s.pair.kind)).collect();
+    // a different fold assignment from the inner one: offset the counter by 2
+    let outer: Vec<usize> = fit::folds(&strata.iter().map(String::as_str).collect::<Vec<_>>(), 5)
+        .into_iter()
+        .map(|f| (f + 2) % 5)
+        .collect();
+    let mut verdicts: Vec<Option<Verdict>> = vec![None; cal.len()];
+    let mut thresholds = Vec::new();
+    for k in 0..5 {
+        let train: Vec<&Scored> = cal.iter().zip(&outer).filter(|(_, f)| **f != k).map(|(s, _)| *s).collect();
+        let variant: Variant = fit::fit_variant(features.to_vec(), &examples(&train, features), options);
+        thresholds.push((variant.duplicate_threshold, variant.block_threshold, variant.surface_threshold));
+        for (i, s) in cal.iter().enumerate() {
+            if outer[i] == k {
+                verdicts[i] = variant.judge(&s.features);
+            }
         }
     }
-    // block: precision ≥ 0.99 on calibration (a refusal must almost never be wrong)
-    let mut block_threshold = 0.999;
-    for &t in &cands {
-        if t < duplicate_threshold {
-            continue;
-        }
-        let tp = cal.iter().zip(&p_dup).filter(|(s, p)| **p >= t && is("duplicate", s)).count();
-        let fp = cal.iter().zip(&p_dup).filter(|(s, p)| **p >= t && !is("duplicate", s)).count();
-        if tp + fp > 0 && fp == 0 {
-            block_threshold = t;
-            break;
+    println!(
+        "thresholds per fold (duplicate, block, surface): {}",
+        thresholds.iter().map(|t| format!("({:.2}, {:.2}, {:.2})", t.0, t.1, t.2)).collect::<Vec<_>>().join(" ")
+    );
+    oracle(cal, &verdicts);
+    let index: HashMap<&str, usize> = cal.iter().enumerate().map(|(i, s)| (s.pair.id.as_str(), i)).collect();
+    evaluate(cal, |s| verdicts[index[s.pair.id.as_str()]].clone().expect("every pair has a verdict"), verbose)
+}
+
+/// Threshold-free figures of out-of-fold probabilities (less noisy than the fitted thresholds):
+/// the best duplicate recall at precision ≥ 0.9, and the share of duplicates surfaced when no
+/// unrelated pair is.
+fn oracle(cal: &[&Scored], verdicts: &[Option<Verdict>]) {
+    let probs: Vec<(f32, f32, &str)> = cal
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(s, v)| v.as_ref().map(|v| (v.p_duplicate, v.p_surface, s.pair.label.as_str())))
+        .collect();
+    let dups = probs.iter().filter(|p| p.2 == "duplicate").count().max(1) as f32;
+    let mut best = (0.0f32, 1.0f32);
+    for t in probs.iter().map(|p| p.0) {
+        let tp = probs.iter().filter(|p| p.0 >= t && p.2 == "duplicate").count() as f32;
+        let all = probs.iter().filter(|p| p.0 >= t).count() as f32;
+        if tp / all >= 0.9 && tp / dups > best.0 {
+            best = (tp / dups, t);
         }
     }
-    // surface: just above the most confident unrelated pair (none surfaced), as a margin
-    let max_unrelated =
-        cal.iter().zip(&p_sur).filter(|(s, _)| is("unrelated", s)).map(|(_, p)| *p).fold(0.0f32, f32::max);
-    let surface_threshold = (max_unrelated + 0.02).min(0.99);
-    ScorerModel {
-        embedder: embedder_id.split('/').next().unwrap_or(embedder_id).to_owned(),
-        duplicate,
-        duplicate_threshold,
-        block_threshold,
-        surface,
-        surface_threshold,
+    let worst_unrelated = probs.iter().filter(|p| p.2 == "unrelated").map(|p| p.1).fold(0.0f32, f32::max);
+    let worst_unrelated_dup = probs.iter().filter(|p| p.2 == "unrelated").map(|p| p.0).fold(0.0f32, f32::max);
+    let surfaced = probs
+        .iter()
+        .filter(|p| p.2 == "duplicate" && (p.1 > worst_unrelated || (p.0 >= best.1 && p.0 > worst_unrelated_dup)))
+        .count() as f32;
+    println!(
+        "oracle thresholds on out-of-fold probabilities: recall {:.3} at precision >= 0.9; surfaced {:.3} with no unrelated pair",
+        best.0,
+        surfaced / dups
+    );
+}
+
+/// The figures of one split.
+#[derive(Debug, Default)]
+struct Figures {
+    dups: usize,
+    related: usize,
+    unrelated: usize,
+    said_dup: usize,
+    true_dup: usize,
+    surfaced_dups: usize,
+    surfaced_unrelated: usize,
+    related_as_dup: usize,
+    blocked: usize,
+    blocked_wrong: usize,
+}
+
+impl Figures {
+    fn precision(&self) -> f32 {
+        if self.said_dup > 0 { self.true_dup as f32 / self.said_dup as f32 } else { 0.0 }
+    }
+    fn recall(&self) -> f32 {
+        self.true_dup as f32 / self.dups.max(1) as f32
+    }
+    fn surfaced(&self) -> f32 {
+        self.surfaced_dups as f32 / self.dups.max(1) as f32
+    }
+    fn print(&self, what: &str) {
+        println!(
+            "\n== {what}: {} pairs ({} duplicate, {} related, {} unrelated)",
+            self.dups + self.related + self.unrelated,
+            self.dups,
+            self.related,
+            self.unrelated
+        );
+        println!(
+            "duplicate label: precision {:.3}  recall {:.3}  ({} of {} labelled duplicate are duplicates)",
+            self.precision(),
+            self.recall(),
+            self.true_dup,
+            self.said_dup
+        );
+        println!("duplicates surfaced at any relation: {:.3} ({}/{})", self.surfaced(), self.surfaced_dups, self.dups);
+        println!("unrelated pairs surfaced: {}/{}", self.surfaced_unrelated, self.unrelated);
+        println!("related pairs labelled duplicate: {}/{}", self.related_as_dup, self.related);
+        println!("would block creation: {} pairs, {} of them not duplicates", self.blocked, self.blocked_wrong);
     }
 }
 
-fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) -> Figures {
-    let set: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == split).collect();
-    let judged: Vec<(&Scored, mc_overlap::Verdict)> = set.iter().map(|s| (*s, model.judge(&s.features))).collect();
-    let dups = set.iter().filter(|s| is("duplicate", s)).count();
-    let unrel = set.iter().filter(|s| is("unrelated", s)).count();
-    let rel = set.len() - dups - unrel;
-    let said_dup = judged.iter().filter(|(_, v)| v.relation == Some(Relation::Duplicate)).count();
-    let tp = judged.iter().filter(|(s, v)| v.relation == Some(Relation::Duplicate) && is("duplicate", s)).count();
-    let surfaced_dups = judged.iter().filter(|(s, v)| v.relation.is_some() && is("duplicate", s)).count();
-    let surfaced_unrel = judged.iter().filter(|(s, v)| v.relation.is_some() && is("unrelated", s)).count();
-    let related_as_dup =
-        judged.iter().filter(|(s, v)| v.relation == Some(Relation::Duplicate) && is("related", s)).count();
-    let blocked_wrong = judged.iter().filter(|(s, v)| v.blocks && !is("duplicate", s)).count();
-    let blocked = judged.iter().filter(|(_, v)| v.blocks).count();
-    let precision = if said_dup > 0 { tp as f32 / said_dup as f32 } else { 0.0 };
-    let recall = if dups > 0 { tp as f32 / dups as f32 } else { 0.0 };
-    println!("\n== {split}: {} pairs ({dups} duplicate, {rel} related, {unrel} unrelated)", set.len());
-    println!(
-        "duplicate label: precision {precision:.3}  recall {recall:.3}  ({tp} of {said_dup} labelled duplicate are duplicates)"
-    );
-    println!(
-        "duplicates surfaced at any relation: {:.3} ({surfaced_dups}/{dups})",
-        surfaced_dups as f32 / dups.max(1) as f32
-    );
-    println!("unrelated pairs surfaced: {surfaced_unrel}/{unrel}");
-    println!("related pairs labelled duplicate: {related_as_dup}/{rel}");
-    println!("would block creation: {blocked} pairs, {blocked_wrong} of them not duplicates");
-    // the baseline the scorer must beat: a bare cosine threshold at 85% duplicate recall
+fn evaluate(set: &[&Scored], judge: impl Fn(&Scored) -> Verdict, verbose: bool) -> Figures {
+    let mut f = Figures::default();
+    for s in set {
+        let v = judge(s);
+        let dup = v.relation == Some(Relation::Duplicate);
+        match s.pair.label.as_str() {
+            "duplicate" => {
+                f.dups += 1;
+                f.true_dup += usize::from(dup);
+                f.surfaced_dups += usize::from(v.relation.is_some());
+            }
+            "related" => {
+                f.related += 1;
+                f.related_as_dup += usize::from(dup);
+            }
+            _ => {
+                f.unrelated += 1;
+                f.surfaced_unrelated += usize::from(v.relation.is_some());
+            }
+        }
+        f.said_dup += usize::from(dup);
+        f.blocked += usize::from(v.blocks);
+        f.blocked_wrong += usize::from(v.blocks && !is("duplicate", s));
+        let got = match v.relation {
+            Some(Relation::Duplicate) => "duplicate",
+            Some(Relation::Related) => "related",
+            None => "unrelated",
+        };
+        let want = s.pair.label.as_str();
+        if verbose && s.pair.split == "calibration" && want != got && !(want == "related" && got == "unrelated") {
+            let fe = &s.features;
+            println!(
+                "  {} [{}/{}] got {got} (p_dup {:.2}, p_surf {:.2}, cos {:.2}, lex {:.2}, only {:?}/{:?}, align {:?}): {} || {}",
+                s.pair.id,
+                want,
+                s.pair.kind,
+                v.p_duplicate,
+                v.p_surface,
+                fe.cosine,
+                fe.lexical,
+                fe.only_a,
+                fe.only_b,
+                fe.alignment.map(|a| (a.low, a.high, a.swap, a.weakest)),
+                s.pair.a.title,
+                s.pair.b.title
+            );
+        }
+    }
+    f
+}
+
+/// The baseline the scorer must beat: a bare cosine threshold at 85% duplicate recall.
+fn baseline(set: &[&Scored]) {
     let mut dup_cos: Vec<f32> = set.iter().filter(|s| is("duplicate", s)).map(|s| s.features.cosine).collect();
     dup_cos.sort_by(f32::total_cmp);
+    let rel = set.iter().filter(|s| is("related", s)).count();
     if let Some(&t) = dup_cos.get(((dup_cos.len() as f32) * 0.15).floor() as usize) {
         let flagged_rel = set.iter().filter(|s| is("related", s) && s.features.cosine >= t).count();
         let flagged = set.iter().filter(|s| s.features.cosine >= t).count();
@@ -236,29 +474,4 @@ fn report(scored: &[Scored], model: &ScorerModel, split: &str, verbose: bool) ->
             100.0 * flagged_rel as f32 / rel.max(1) as f32
         );
     }
-    if verbose {
-        for (s, v) in &judged {
-            let want = s.pair.label.as_str();
-            let got = match v.relation {
-                Some(Relation::Duplicate) => "duplicate",
-                Some(Relation::Related) => "related",
-                None => "unrelated",
-            };
-            if want != got && !(want == "related" && got == "unrelated") {
-                println!(
-                    "  {} [{}/{}] got {got} (p_dup {:.2}, p_surf {:.2}, cos {:.2}, lex {:.2}): {} || {}",
-                    s.pair.id,
-                    want,
-                    s.pair.kind,
-                    v.p_duplicate,
-                    v.p_surface,
-                    s.features.cosine,
-                    s.features.lexical,
-                    s.pair.a.title,
-                    s.pair.b.title
-                );
-            }
-        }
-    }
-    Figures { precision, surfaced: surfaced_dups as f32 / dups.max(1) as f32 }
 }
