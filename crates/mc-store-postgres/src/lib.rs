@@ -5,6 +5,7 @@
 //! hashes never fork; `claim_next_task` picks with `FOR NO KEY UPDATE SKIP LOCKED`, so concurrent
 //! claimers never wait on, nor double-assign, the same task.
 
+mod kluster_search;
 mod rows;
 pub mod schema;
 mod search;
@@ -26,8 +27,8 @@ use mc_domain::{
     Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, LedgerFilter, Page, ReadyFilter, ScopeFilter, SearchFilter, SearchHit,
-    SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, ReadyFilter,
+    ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
 };
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -903,6 +904,28 @@ impl Store for PgStore {
 
     async fn task_embedding(&self, id: TaskId, model: &str) -> Result<Option<Vec<f32>>> {
         search::embedding_of(&mut *self.conn().await?, id, model).await
+    }
+
+    async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
+        kluster_search::search(&mut *self.conn().await?, req).await
+    }
+
+    async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
+        kluster_search::pending(&mut *self.conn().await?, model, limit).await
+    }
+
+    async fn put_kluster_embeddings(&self, model: &str, mut items: Vec<KlusterEmbedded>) -> Result<()> {
+        // rows in the same order in every batch: two batches never deadlock
+        items.sort_by_key(|e| e.kluster_id);
+        let (mut tx, _) = self.begin().await?;
+        let out = async {
+            for e in &items {
+                kluster_search::put(&mut tx, model, e).await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(tx, out).await
     }
 
     // ---- ledger ----

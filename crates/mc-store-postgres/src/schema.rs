@@ -10,6 +10,7 @@ use crate::rows::db_err;
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "search", include_str!("../migrations/0002_search.sql")),
+    (3, "kluster_search", include_str!("../migrations/0003_kluster_search.sql")),
 ];
 
 /// Key of the advisory lock held while migrating ("mc-migr" in ASCII).

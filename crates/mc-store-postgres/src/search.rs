@@ -19,7 +19,7 @@ use crate::rows::{db_err, t_task_columns, task_from_row};
 /// Reciprocal-rank-fusion constant (the usual 60).
 const RRF_K: f32 = 60.0;
 /// Candidates taken from each index before fusion, per requested result.
-const OVERSAMPLE: usize = 4;
+pub(crate) const OVERSAMPLE: usize = 4;
 /// Most documents the full-text stage ranks (as on the embedded profile): the words searched for
 /// are the rarest ones whose documents add up to at most this many. Rare words say most about
 /// which task is meant; a word found in thousands of documents would make every query slow
@@ -277,7 +277,7 @@ pub(crate) async fn embedding_of(c: &mut PgConnection, task: TaskId, model: &str
 }
 
 /// The meaningful words of a query, lower-cased, deduplicated.
-fn query_words(text: &str) -> Vec<String> {
+pub(crate) fn query_words(text: &str) -> Vec<String> {
     let mut words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .map(str::to_lowercase)
@@ -460,6 +460,44 @@ async fn cosines(c: &mut PgConnection, model: &str, v: &[f32], tasks: &[TaskId])
     Ok(rows.into_iter().map(|(id, cos)| (TaskId::from(id), cos as f32)).collect())
 }
 
+/// One result of a fused search.
+pub(crate) struct Fused<T> {
+    pub item: T,
+    pub score: f32,
+    pub text_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
+    pub cosine: Option<f32>,
+}
+
+/// Reciprocal-rank fusion of full-text results (best first) and vector results (nearest first,
+/// with their cosine): the best `limit`, ties broken by key (as on the embedded profile).
+pub(crate) fn fuse<T, K: std::hash::Hash + Eq + Ord + Copy>(
+    text: Vec<T>,
+    vector: Vec<(T, f32)>,
+    key: impl Fn(&T) -> K,
+    limit: usize,
+) -> Vec<Fused<T>> {
+    let mut hits: HashMap<K, Fused<T>> = HashMap::new();
+    for (i, item) in text.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.insert(key(&item), Fused { item, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
+    }
+    for (i, (item, cos)) in vector.into_iter().enumerate() {
+        let score = 1.0 / (RRF_K + (i + 1) as f32);
+        hits.entry(key(&item))
+            .and_modify(|h| {
+                h.score += score;
+                h.vector_rank = Some(i + 1);
+                h.cosine = Some(cos);
+            })
+            .or_insert(Fused { item, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
+    }
+    let mut out: Vec<(K, Fused<T>)> = hits.into_iter().collect();
+    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
+    out.truncate(limit);
+    out.into_iter().map(|(_, f)| f).collect()
+}
+
 /// Hybrid search in one transaction (for the `SET LOCAL` scan settings).
 pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
     let n = (req.limit * OVERSAMPLE).clamp(20, 400);
@@ -483,24 +521,16 @@ pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<
         }
         None => vec![],
     };
-    let mut hits: HashMap<TaskId, SearchHit> = HashMap::new();
-    for (i, t) in text.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.insert(t.id, SearchHit { task: t, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
-    }
-    for (i, (t, cos)) in vector.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.entry(t.id)
-            .and_modify(|h| {
-                h.score += score;
-                h.vector_rank = Some(i + 1);
-                h.cosine = Some(cos);
-            })
-            .or_insert(SearchHit { task: t, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
-    }
-    let mut out: Vec<SearchHit> = hits.into_values().collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.task.id.cmp(&b.task.id)));
-    out.truncate(req.limit);
+    let mut out: Vec<SearchHit> = fuse(text, vector, |t| t.id, req.limit)
+        .into_iter()
+        .map(|f| SearchHit {
+            task: f.item,
+            score: f.score,
+            text_rank: f.text_rank,
+            vector_rank: f.vector_rank,
+            cosine: f.cosine,
+        })
+        .collect();
     if let Some(v) = &req.vector {
         // text-only hits get their similarity too (callers judge overlap on it)
         let missing: Vec<TaskId> = out.iter().filter(|h| h.cosine.is_none()).map(|h| h.task.id).collect();
