@@ -178,9 +178,12 @@ async fn save_changed_task(
 ) -> Result<Task> {
     task.updated_at = now;
     save_task(c, &task, deps_changed).await?;
-    let text_changed =
-        before.title != task.title || before.description != task.description || before.labels != task.labels;
-    search::reindex(c, &task, text_changed, before.status != task.status).await?;
+    let changed = search::Changed {
+        embedded_text: before.title != task.title || before.description != task.description,
+        labels: before.labels != task.labels,
+        status: before.status != task.status,
+    };
+    search::reindex(c, &task, changed).await?;
     append_ledger(c, ctx, action, "task", &task.id.to_string(), &task, now).await?;
     Ok(task)
 }
@@ -844,7 +847,8 @@ impl Store for PgStore {
                 t.status = TaskStatus::Open;
                 t.updated_at = now;
                 save_task(&mut tx, &t, false).await?;
-                search::reindex(&mut tx, &t, false, before != t.status).await?;
+                let changed = search::Changed { status: before != t.status, ..Default::default() };
+                search::reindex(&mut tx, &t, changed).await?;
                 events.push(PendingEvent::new(&ctx, "task.lease_expired", "task", t.id.to_string(), &t));
                 out.push(t);
             }

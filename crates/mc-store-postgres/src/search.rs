@@ -83,10 +83,21 @@ pub(crate) async fn index_new(c: &mut PgConnection, t: &Task) -> Result<()> {
     Ok(())
 }
 
+/// What changed in a task, for its search rows.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Changed {
+    /// Title or description: the text that is embedded.
+    pub embedded_text: bool,
+    pub labels: bool,
+    pub status: bool,
+}
+
 /// Re-indexes a changed task in the transaction that changed it: the document when its text
-/// changed, the status column when its status did (a heartbeat touches nothing here).
-pub(crate) async fn reindex(c: &mut PgConnection, t: &Task, text_changed: bool, status_changed: bool) -> Result<()> {
-    if text_changed {
+/// changed, the status column when its status did (a heartbeat touches nothing here). Its
+/// vectors follow: dropped when the embedded text changed (the worker embeds the new one),
+/// otherwise given the new status and labels, so every filter applies inside the index scan.
+pub(crate) async fn reindex(c: &mut PgConnection, t: &Task, changed: Changed) -> Result<()> {
+    if changed.embedded_text || changed.labels {
         let sql = format!(
             "UPDATE task_search SET status = $2, labels = $3, text_hash = $4, tsv = {} WHERE task_id = $1",
             tsv_sql(5)
@@ -99,16 +110,40 @@ pub(crate) async fn reindex(c: &mut PgConnection, t: &Task, text_changed: bool, 
             .bind(&t.title)
             .bind(&t.description)
             .bind(t.labels.join(" "))
-            .execute(c)
+            .execute(&mut *c)
             .await
             .map_err(db_err)?;
-    } else if status_changed {
+    } else if changed.status {
         sqlx::query("UPDATE task_search SET status = $2 WHERE task_id = $1")
             .bind(t.id.as_uuid())
             .bind(t.status.as_str())
-            .execute(c)
+            .execute(&mut *c)
             .await
             .map_err(db_err)?;
+    }
+    if !(changed.embedded_text || changed.labels || changed.status) {
+        return Ok(());
+    }
+    let tables: Vec<(String, i32)> = if changed.embedded_text {
+        sqlx::query_as("DELETE FROM task_embeddings WHERE task_id = $1 RETURNING model, dim")
+    } else {
+        sqlx::query_as("SELECT model, dim FROM task_embeddings WHERE task_id = $1")
+    }
+    .bind(t.id.as_uuid())
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    for (model, dim) in tables {
+        let table = vec_table(&model, dim as usize);
+        let q = if changed.embedded_text {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE task_id = $1"))).bind(t.id.as_uuid())
+        } else {
+            sqlx::query(AssertSqlSafe(format!("UPDATE {table} SET status = $2, labels = $3 WHERE task_id = $1")))
+                .bind(t.id.as_uuid())
+                .bind(t.status.as_str())
+                .bind(&t.labels)
+        };
+        q.execute(&mut *c).await.map_err(db_err)?;
     }
     Ok(())
 }
@@ -162,8 +197,10 @@ pub(crate) async fn ensure_vec_table(c: &mut PgConnection, model: &str, dim: usi
                  text_hash  text NOT NULL,
                  mission_id uuid NOT NULL,
                  kluster_id uuid NOT NULL,
+                 status     text NOT NULL,
+                 labels     text[] NOT NULL,
                  embedding  vector({dim}) NOT NULL
-             );"
+             ) WITH (fillfactor = 80);"
         );
         if dim <= HNSW_MAX_DIM {
             ddl.push_str(&format!(
@@ -197,13 +234,16 @@ async fn vec_table_exists(c: &mut PgConnection, model: &str, dim: usize) -> Resu
 /// Stores one vector (the table exists); a vector made from a text that is no longer the task's
 /// is ignored.
 pub(crate) async fn put(c: &mut PgConnection, model: &str, table: &str, e: &Embedded) -> Result<()> {
-    let doc: Option<(Uuid, Uuid, String)> =
-        sqlx::query_as("SELECT mission_id, kluster_id, text_hash FROM task_search WHERE task_id = $1")
-            .bind(e.task_id.as_uuid())
-            .fetch_optional(&mut *c)
-            .await
-            .map_err(db_err)?;
-    let Some((mission, kluster, current)) = doc else { return Ok(()) };
+    // the share lock keeps the text from changing until this vector is stored (a change of
+    // text drops the task's vectors in its own transaction)
+    let doc: Option<(Uuid, Uuid, String, Vec<String>, String)> = sqlx::query_as(
+        "SELECT mission_id, kluster_id, status, labels, text_hash FROM task_search WHERE task_id = $1 FOR SHARE",
+    )
+    .bind(e.task_id.as_uuid())
+    .fetch_optional(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let Some((mission, kluster, status, labels, current)) = doc else { return Ok(()) };
     if current != e.text_hash {
         return Ok(()); // the text changed since; the worker will embed the new one
     }
@@ -222,9 +262,10 @@ pub(crate) async fn put(c: &mut PgConnection, model: &str, table: &str, e: &Embe
         sqlx::query(AssertSqlSafe(sql)).bind(e.task_id.as_uuid()).execute(&mut *c).await.map_err(db_err)?;
     }
     let sql = format!(
-        "INSERT INTO {table} (task_id, model, text_hash, mission_id, kluster_id, embedding) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (task_id) DO UPDATE SET text_hash = excluded.text_hash, embedding = excluded.embedding"
+        "INSERT INTO {table} (task_id, model, text_hash, mission_id, kluster_id, status, labels, embedding) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (task_id) DO UPDATE SET text_hash = excluded.text_hash, status = excluded.status, \
+         labels = excluded.labels, embedding = excluded.embedding"
     );
     sqlx::query(AssertSqlSafe(sql))
         .bind(e.task_id.as_uuid())
@@ -232,6 +273,8 @@ pub(crate) async fn put(c: &mut PgConnection, model: &str, table: &str, e: &Embe
         .bind(&e.text_hash)
         .bind(mission)
         .bind(kluster)
+        .bind(status)
+        .bind(labels)
         .bind(Vector::from(e.vector.clone()))
         .execute(&mut *c)
         .await
@@ -297,32 +340,38 @@ fn quote_lexeme(l: &str) -> String {
 /// The `tsquery` for free text, with bounded cost: the words are stemmed by the english
 /// configuration (its stop words dropped), and the rarest lexemes whose documents fit the
 /// ranking budget are OR-ed (ranking does the rest); if even the rarest is too common, all of
-/// them are AND-ed (which only near restatements match, cheaply).
+/// them are AND-ed (which only near restatements match, cheaply). How many documents hold a
+/// lexeme is estimated from the lexeme frequencies ANALYZE keeps for `task_search.tsv` (a
+/// lexeme it does not list is rarer than the rarest it does), so choosing costs no index scan.
 async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
     }
-    let mut counted: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM (SELECT 1 FROM task_search s \
-             WHERE s.tsv @@ plainto_tsquery('simple', l.lex) LIMIT $2) x), l.lex \
-         FROM (SELECT DISTINCT lex FROM unnest($1::text[]) AS w, \
-               unnest(tsvector_to_array(to_tsvector('english', w))) AS lex) l",
+    let mut counted: Vec<(f64, String)> = sqlx::query_as(
+        "WITH st AS (SELECT most_common_elems::text::text[] AS e, most_common_elem_freqs AS f \
+                     FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'task_search' \
+                     AND attname = 'tsv'), \
+              n AS (SELECT GREATEST(reltuples, 0)::float8 AS n FROM pg_class \
+                    WHERE oid = to_regclass('task_search')), \
+              l AS (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', w))) AS lex \
+                    FROM unnest($1::text[]) AS w) \
+         SELECT COALESCE((SELECT COALESCE(st.f[array_position(st.e, l.lex)], \
+                                          st.f[cardinality(st.e) + 1]) FROM st), 0)::float8 \
+                * COALESCE((SELECT n FROM n), 0), l.lex FROM l",
     )
     .bind(&words)
-    .bind(RANK_BUDGET + 1)
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    counted.retain(|(docs, _)| *docs > 0);
     if counted.is_empty() {
         return Ok(None);
     }
-    counted.sort();
+    counted.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     let mut specific = Vec::new();
-    let mut total = 0;
+    let mut total = 0.0;
     for (docs, lex) in &counted {
-        if total + docs > RANK_BUDGET {
+        if total + docs > RANK_BUDGET as f64 {
             break;
         }
         total += docs;
@@ -335,7 +384,7 @@ async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
     }))
 }
 
-/// Filter clauses on `task_search s` (and, for vectors, `v`), with their values bound in order.
+/// Filter clauses on `task_search s` or a vector table `v`, with their values bound in order.
 struct Filters {
     sql: String,
     mission: Option<Uuid>,
@@ -345,9 +394,8 @@ struct Filters {
 }
 
 impl Filters {
-    /// `first` is the number of the first placeholder; `scope` the alias holding mission and
-    /// kluster (`s` or `v`).
-    fn new(f: &SearchFilter, first: usize, scope: &str) -> Self {
+    /// `first` is the number of the first placeholder; `a` the alias of the filtered table.
+    fn new(f: &SearchFilter, first: usize, a: &str) -> Self {
         let mut sql = String::new();
         let mut n = first;
         let mut next = || {
@@ -357,19 +405,19 @@ impl Filters {
         };
         let mission = f.mission_id.map(|m| m.as_uuid());
         if mission.is_some() {
-            sql.push_str(&format!(" AND {scope}.mission_id = ${}", next()));
+            sql.push_str(&format!(" AND {a}.mission_id = ${}", next()));
         }
         let kluster = f.kluster_id.map(|k| k.as_uuid());
         if kluster.is_some() {
-            sql.push_str(&format!(" AND {scope}.kluster_id = ${}", next()));
+            sql.push_str(&format!(" AND {a}.kluster_id = ${}", next()));
         }
         let statuses = (!f.statuses.is_empty()).then(|| f.statuses.iter().map(|s| s.as_str().to_owned()).collect());
         if statuses.is_some() {
-            sql.push_str(&format!(" AND s.status = ANY(${}::text[])", next()));
+            sql.push_str(&format!(" AND {a}.status = ANY(${}::text[])", next()));
         }
         let labels = (!f.labels.is_empty()).then(|| f.labels.iter().map(|l| l.trim().to_lowercase()).collect());
         if labels.is_some() {
-            sql.push_str(&format!(" AND s.labels @> ${}::text[]", next()));
+            sql.push_str(&format!(" AND {a}.labels @> ${}::text[]", next()));
         }
         Self { sql, mission, kluster, statuses, labels }
     }
@@ -397,7 +445,8 @@ async fn text_candidates(c: &mut PgConnection, tsquery: &str, f: &SearchFilter, 
     let sql = format!(
         "WITH f AS MATERIALIZED (SELECT s.task_id, ts_rank_cd(s.tsv, $1::tsquery) AS rank FROM task_search s \
              WHERE s.tsv @@ $1::tsquery{} ORDER BY rank DESC, s.task_id LIMIT $2) \
-         SELECT {} FROM f JOIN tasks t ON t.id = f.task_id ORDER BY f.rank DESC, f.task_id",
+         SELECT {} FROM f JOIN tasks t ON t.id = f.task_id WHERE t.id = ANY(ARRAY(SELECT task_id FROM f)) \
+         ORDER BY f.rank DESC, f.task_id",
         filters.sql,
         t_task_columns!()
     );
@@ -406,9 +455,10 @@ async fn text_candidates(c: &mut PgConnection, tsquery: &str, f: &SearchFilter, 
     rows.iter().map(task_from_row).collect()
 }
 
-/// Vector candidates, nearest first, with their cosine similarity. Only current vectors count
-/// (made from the task's present text). The HNSW scan is iterative, so filters that reject
-/// many neighbours still leave enough rows.
+/// Vector candidates, nearest first, with their cosine similarity. Every filter is a column of
+/// the vector table, so it applies inside the HNSW scan, which is iterative: filters that reject
+/// many neighbours still leave enough rows. (A vector made from an older text is not there: a
+/// change of text drops it.)
 async fn vector_candidates(
     c: &mut PgConnection,
     model: &str,
@@ -421,10 +471,10 @@ async fn vector_candidates(
     }
     let filters = Filters::new(f, 4, "v");
     let sql = format!(
-        "WITH knn AS MATERIALIZED (SELECT v.task_id, v.embedding <=> $1 AS distance \
-             FROM {} v JOIN task_search s ON s.task_id = v.task_id \
-             WHERE v.model = $2 AND v.text_hash = s.text_hash{} ORDER BY v.embedding <=> $1 LIMIT $3) \
-         SELECT {}, knn.distance FROM knn JOIN tasks t ON t.id = knn.task_id ORDER BY knn.distance, knn.task_id",
+        "WITH knn AS MATERIALIZED (SELECT v.task_id, v.embedding <=> $1 AS distance FROM {} v \
+             WHERE v.model = $2{} ORDER BY v.embedding <=> $1 LIMIT $3) \
+         SELECT {}, knn.distance FROM knn JOIN tasks t ON t.id = knn.task_id \
+         WHERE t.id = ANY(ARRAY(SELECT task_id FROM knn)) ORDER BY knn.distance, knn.task_id",
         vec_table(model, v.len()),
         filters.sql,
         t_task_columns!()
@@ -445,8 +495,7 @@ async fn cosines(c: &mut PgConnection, model: &str, v: &[f32], tasks: &[TaskId])
         return Ok(HashMap::new());
     }
     let sql = format!(
-        "SELECT v.task_id, 1 - (v.embedding <=> $1) FROM {} v JOIN task_search s ON s.task_id = v.task_id \
-         WHERE v.task_id = ANY($2) AND v.model = $3 AND v.text_hash = s.text_hash",
+        "SELECT v.task_id, 1 - (v.embedding <=> $1) FROM {} v WHERE v.task_id = ANY($2) AND v.model = $3",
         vec_table(model, v.len())
     );
     let ids: Vec<Uuid> = tasks.iter().map(TaskId::as_uuid).collect();
@@ -509,15 +558,21 @@ pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<
         Some(v) => {
             // enough candidates from the graph for n results; an iterative scan goes on past
             // neighbours the filters reject (order is restored by the outer sort)
+            // The planner would rather scan a mission's vectors whole than walk the graph with a
+            // filter (it cannot tell how soon the walk finds enough rows): the walk is bounded
+            // and far cheaper once a mission holds thousands of tasks.
             sqlx::query(
                 "SELECT set_config('hnsw.ef_search', $1, true), \
-                 set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                 set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+                 set_config('enable_seqscan', 'off', true)",
             )
             .bind(n.clamp(40, 1_000).to_string())
             .execute(&mut *c)
             .await
             .map_err(db_err)?;
-            vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?
+            let found = vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?;
+            sqlx::query("SELECT set_config('enable_seqscan', 'on', true)").execute(&mut *c).await.map_err(db_err)?;
+            found
         }
         None => vec![],
     };
