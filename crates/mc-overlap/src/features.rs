@@ -188,26 +188,33 @@ fn edit_distance_at_most_one(a: &str, b: &str) -> bool {
     edits + (a.len() - i) + (b.len() - j) <= 1
 }
 
-/// The lower-cased words of a text, punctuation and hyphens dropped.
-fn plain_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '\''))
+/// The words of a lower-cased text, punctuation and hyphens dropped.
+fn plain_words(lower: &str) -> Vec<&str> {
+    lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '\''))
         .flat_map(|w| w.split('-'))
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
         .collect()
+}
+
+/// Whether `target` is `words[start..]`, two or three of them, written together (and the run
+/// covers index `include`, when given).
+fn written_together(target: &str, words: &[&str], start: usize, include: Option<usize>) -> bool {
+    let mut rest = target;
+    for (k, w) in words.iter().enumerate().skip(start).take(3) {
+        let Some(r) = rest.strip_prefix(w) else { return false };
+        rest = r;
+        if rest.is_empty() {
+            return k > start && include.is_none_or(|i| (start..=k).contains(&i));
+        }
+    }
+    false
 }
 
 /// Whether `word` is two or three neighbouring words of `words` written together ("sidebar" and
 /// "side bar", "login" and "log-in").
-fn joined_in(word: &str, words: &[String]) -> bool {
-    word.chars().count() >= 5
-        && (0..words.len()).any(|i| {
-            let mut joined = words[i].clone();
-            (i + 1..words.len().min(i + 3)).any(|k| {
-                joined.push_str(&words[k]);
-                joined == word
-            })
-        })
+fn joined_in(word: &str, words: &[&str]) -> bool {
+    word.len() >= 5 && (0..words.len()).any(|start| written_together(word, words, start, None))
 }
 
 fn unique(tokens: Vec<Token>) -> Vec<Token> {
@@ -280,62 +287,64 @@ impl PairFeatures {
 
     /// [`Self::new`] with every signal the scorer can use: a second cosine and word vectors.
     pub fn with_signals(a: ItemText<'_>, b: ItemText<'_>, signals: Signals<'_>, paths: PathRelation) -> Self {
-        let ta = unique(tokens(&format!("{} {}", a.title, a.description)));
-        let tb = unique(tokens(&format!("{} {}", b.title, b.description)));
-        let (wa, wb) = (
-            plain_words(&format!("{} {}", a.title, a.description)),
-            plain_words(&format!("{} {}", b.title, b.description)),
-        );
-        let sa = Side { matched: matches(&ta, &wa, &tb, &wb), tokens: ta };
-        let sb = Side { matched: matches(&tb, &wb, &sa.tokens, &wa), tokens: tb };
+        let (text_a, text_b) = (format!("{} {}", a.title, a.description), format!("{} {}", b.title, b.description));
+        let ta = unique(tokens(&text_a));
+        let tb = unique(tokens(&text_b));
+        let sa = Side { matched: matches(&ta, &text_a, &tb, &text_b), tokens: ta };
+        let sb = Side { matched: matches(&tb, &text_b, &sa.tokens, &text_a), tokens: tb };
+        // per token, once: (weight, generic, slot category), and the unmatched ones of each side
+        let info = |side: &Side| -> Vec<(f32, bool, Option<&'static str>)> {
+            side.tokens.iter().map(|t| (weight(&t.norm), is_generic(&t.norm), slot(&t.norm))).collect()
+        };
+        let (ia, ib) = (info(&sa), info(&sb));
+        let loose = |side: &Side| -> Vec<usize> { (0..side.tokens.len()).filter(|&i| !side.matched[i]).collect() };
+        let (loose_a, loose_b) = (loose(&sa), loose(&sb));
         let (mut inter, mut union) = (0.0f32, 0.0f32);
         let (mut spec_total, mut spec_unmatched) = (0.0f32, 0.0f32);
-        let mut only_a = Vec::new();
-        let mut only_b = Vec::new();
-        let mut loose_a = Vec::new();
-        let mut loose_b = Vec::new();
         let mut shared_objects = 0;
-        for (t, &hit) in sa.tokens.iter().zip(&sa.matched) {
-            let w = weight(&t.norm);
+        for (&hit, &(w, generic, _)) in sa.matched.iter().zip(&ia) {
             union += w;
             if hit {
                 inter += w;
-                if !is_generic(&t.norm) {
-                    shared_objects += 1;
-                }
-            } else {
-                loose_a.push(t.norm.clone());
-                if !is_generic(&t.norm) {
-                    only_a.push(t.norm.clone());
-                    spec_unmatched += w;
-                }
+                shared_objects += usize::from(!generic);
+            } else if !generic {
+                spec_unmatched += w;
             }
-            if !is_generic(&t.norm) {
+            if !generic {
                 spec_total += w;
             }
         }
-        for (t, &hit) in sb.tokens.iter().zip(&sb.matched) {
-            let w = weight(&t.norm);
+        for (&hit, &(w, generic, _)) in sb.matched.iter().zip(&ib) {
             if !hit {
                 union += w;
-                loose_b.push(t.norm.clone());
-                if !is_generic(&t.norm) {
-                    only_b.push(t.norm.clone());
+                if !generic {
                     spec_unmatched += w;
                 }
             }
-            if !is_generic(&t.norm) {
+            if !generic {
                 spec_total += w;
             }
         }
-        let slot_swap = loose_a.iter().find_map(|x| {
-            let cat = slot(x)?;
-            loose_b.iter().find(|y| slot(y) == Some(cat)).map(|y| (x.clone(), y.clone(), cat))
-        });
-        let one_sided = |mine: &[String], theirs: &[String]| {
-            mine.iter().filter_map(|x| slot(x)).filter(|cat| !theirs.iter().any(|y| slot(y) == Some(cat))).count()
+        let objects = |side: &Side, info: &[(f32, bool, Option<&'static str>)], loose: &[usize]| -> Vec<String> {
+            loose.iter().filter(|&&i| !info[i].1).map(|&i| side.tokens[i].norm.clone()).collect()
         };
-        let slot_one_sided = one_sided(&loose_a, &loose_b) + one_sided(&loose_b, &loose_a);
+        let slot_swap = loose_a.iter().find_map(|&i| {
+            let cat = ia[i].2?;
+            loose_b
+                .iter()
+                .find(|&&j| ib[j].2 == Some(cat))
+                .map(|&j| (sa.tokens[i].norm.clone(), sb.tokens[j].norm.clone(), cat))
+        });
+        let one_sided = |mine: &[usize],
+                         my_info: &[(f32, bool, Option<&'static str>)],
+                         theirs: &[usize],
+                         their_info: &[(f32, bool, Option<&'static str>)]| {
+            mine.iter()
+                .filter_map(|&i| my_info[i].2)
+                .filter(|cat| !theirs.iter().any(|&j| their_info[j].2 == Some(cat)))
+                .count()
+        };
+        let slot_one_sided = one_sided(&loose_a, &ia, &loose_b, &ib) + one_sided(&loose_b, &ib, &loose_a, &ia);
         let (na, nb) = (sa.tokens.len(), sb.tokens.len());
         let length_ratio = if na.max(nb) > 0 { na.min(nb) as f32 / na.max(nb) as f32 } else { 1.0 };
         let alignment = signals.words.map(|w| alignment(&sa, &sb, w));
@@ -343,8 +352,8 @@ impl PairFeatures {
             cosine: signals.cosine,
             cosine_bundled: signals.cosine_bundled,
             lexical: if union > 0.0 { inter / union } else { 0.0 },
-            only_a,
-            only_b,
+            only_a: objects(&sa, &ia, &loose_a),
+            only_b: objects(&sb, &ib, &loose_b),
             slot_swap,
             unmatched: if spec_total > 0.0 { spec_unmatched / spec_total } else { 0.0 },
             shared_objects,
@@ -420,26 +429,27 @@ impl PairFeatures {
 
 /// Whether `word` is one of two or three neighbouring words of `words` that, written together,
 /// are a word of `theirs` ("log" of "log-in" against "login").
-fn part_of_joined(word: &str, words: &[String], theirs: &[String]) -> bool {
-    words.iter().enumerate().filter(|(_, w)| *w == word).any(|(i, _)| {
-        (i.saturating_sub(2)..=i).any(|start| {
-            let mut joined = String::new();
-            (start..words.len().min(start + 3)).any(|k| {
-                joined.push_str(&words[k]);
-                k > start && k >= i && joined.chars().count() >= 5 && theirs.contains(&joined)
-            })
-        })
+fn part_of_joined(word: &str, words: &[&str], theirs: &[&str]) -> bool {
+    words.iter().enumerate().filter(|(_, w)| **w == word).any(|(i, _)| {
+        theirs
+            .iter()
+            .filter(|t| t.len() >= 5)
+            .any(|t| (i.saturating_sub(2)..=i).any(|start| written_together(t, words, start, Some(i))))
     })
 }
 
-/// Which of `mine` have a match among `theirs` (by spelling, or written as separate words).
-fn matches(mine: &[Token], my_words: &[String], theirs: &[Token], their_words: &[String]) -> Vec<bool> {
+/// Which of `mine` have a match among `theirs`: by spelling, or written as separate words (the
+/// plain words of both texts are split only when a token finds no match by spelling).
+fn matches(mine: &[Token], my_text: &str, theirs: &[Token], their_text: &str) -> Vec<bool> {
+    let lower = std::cell::OnceCell::new();
     mine.iter()
         .map(|t| {
-            let word = t.original.to_lowercase();
-            theirs.iter().any(|o| similar(&t.norm, &o.norm))
-                || joined_in(&word, their_words)
-                || part_of_joined(&word, my_words, their_words)
+            theirs.iter().any(|o| similar(&t.norm, &o.norm)) || {
+                let (my_lower, their_lower) = lower.get_or_init(|| (my_text.to_lowercase(), their_text.to_lowercase()));
+                let (my_words, their_words) = (plain_words(my_lower), plain_words(their_lower));
+                let word = t.original.to_lowercase();
+                joined_in(&word, &their_words) || part_of_joined(&word, &my_words, &their_words)
+            }
         })
         .collect()
 }
@@ -547,5 +557,53 @@ mod tests {
         assert!(f("Add caching to the admin API.", "add caching to admin APIs").nothing_differs());
         assert!(!f("Add caching to the admin API", "Add rate limits to the admin API").nothing_differs());
         assert!(!f("Create Helm chart for staging", "Create Helm chart for production").nothing_differs());
+    }
+
+    #[test]
+    fn typos_and_split_compounds_still_match() {
+        assert!(f("Remove the deprecated search endpoint", "Remove the deprecated search endpiont").nothing_differs());
+        assert!(f("Add retry logic to the webhook handler", "Add retry logic to the webhok handler").nothing_differs());
+        assert!(f("Make the sidebar collapsible", "Make the side bar collapsible").nothing_differs());
+        assert!(f("Show the last login time", "Show the last log-in time.").nothing_differs());
+        assert!(f("Fix the page's title", "Fix the page title").nothing_differs());
+        // a short word is not a typo of another, nor are two words that merely share letters
+        assert!(!f("Tune the pool size", "Tune the poll size").nothing_differs());
+        assert!(!f("Add a side panel", "Add a sidebar").nothing_differs());
+    }
+
+    #[test]
+    fn same_work_needs_the_embedder_to_agree_unless_the_wording_is_all_shared() {
+        let with = |cosine| {
+            PairFeatures::new(
+                ItemText { title: "Remove the deprecated search endpoint", description: "" },
+                ItemText { title: "Remove the deprecated search endpiont", description: "" },
+                cosine,
+                PathRelation::Unknown,
+            )
+        };
+        assert!(with(0.7).same_work());
+        assert!(!with(0.3).same_work());
+        assert!(!f("Create Helm chart for staging", "Create Helm chart for production").same_work());
+    }
+
+    #[test]
+    fn inputs_without_their_signal_are_missing() {
+        let p = f("Add caching to the admin API", "Add rate limits to the admin API");
+        assert!(p.values(Feature::BASE).is_some());
+        assert_eq!(p.value(Feature::CosineBundled), None);
+        assert_eq!(p.value(Feature::AlignLow), None);
+        let words: HashMap<String, Vec<f32>> = [("caching", [1.0, 0.0]), ("rate", [0.6, 0.8]), ("limits", [0.0, 1.0])]
+            .into_iter()
+            .map(|(w, v)| (w.to_owned(), v.to_vec()))
+            .collect();
+        let signals = Signals { cosine: 0.7, cosine_bundled: Some(0.6), words: Some(&words) };
+        let a = ItemText { title: "Add caching to the admin API", description: "" };
+        let b = ItemText { title: "Add rate limits to the admin API", description: "" };
+        let p = PairFeatures::with_signals(a, b, signals, PathRelation::Unknown);
+        assert_eq!(p.value(Feature::CosineMean), Some(0.65));
+        let al = p.alignment.expect("alignment with word vectors");
+        assert!((al.swap - 0.6).abs() < 1e-6, "{al:?}");
+        assert!(al.low < al.high && al.high < 1.0, "{al:?}");
+        assert_eq!(content_words(a), vec!["add", "caching", "admin", "api"]);
     }
 }

@@ -47,8 +47,6 @@ pub struct Options {
     pub min_precision: f32,
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     pub surface_margin: f32,
-    /// Gate duplicates on `p_surface` above the unrelated pairs that pass the duplicate threshold.
-    pub gate: bool,
 }
 
 impl Default for Options {
@@ -62,7 +60,6 @@ impl Default for Options {
             folds: 5,
             min_precision: 0.93,
             surface_margin: 0.25,
-            gate: false,
         }
     }
 }
@@ -242,6 +239,14 @@ pub fn fit_classifier(xs: &[Vec<f32>], ys: &[bool], options: &Options) -> Classi
     }
 }
 
+/// The surface classifier: duplicates against unrelated pairs (related pairs, which share most
+/// of their words, would teach it to trust shared wording).
+fn fit_surface(train: &[&Example], options: &Options) -> Classifier {
+    let kept: Vec<&&Example> = train.iter().filter(|e| e.duplicate || !e.surface).collect();
+    let xs: Vec<Vec<f32>> = kept.iter().map(|e| e.x.clone()).collect();
+    fit_classifier(&xs, &kept.iter().map(|e| e.surface).collect::<Vec<_>>(), options)
+}
+
 /// Stratified fold of each example: within each stratum, in order, the k-th example goes to
 /// fold `k % folds`.
 pub fn folds(strata: &[&str], folds: usize) -> Vec<usize> {
@@ -266,7 +271,7 @@ pub fn out_of_fold(examples: &[Example], options: &Options) -> Vec<(f32, f32)> {
         let train: Vec<&Example> = examples.iter().zip(&fold).filter(|(_, f)| **f != k).map(|(e, _)| e).collect();
         let xs: Vec<Vec<f32>> = train.iter().map(|e| e.x.clone()).collect();
         let dup = fit_classifier(&xs, &train.iter().map(|e| e.duplicate).collect::<Vec<_>>(), options);
-        let sur = fit_classifier(&xs, &train.iter().map(|e| e.surface).collect::<Vec<_>>(), options);
+        let sur = fit_surface(&train, options);
         for (i, e) in examples.iter().enumerate() {
             if fold[i] == k {
                 let p = dup.probability(&e.x);
@@ -282,10 +287,10 @@ fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
 }
 
-/// Thresholds (duplicate, block, gate, surface) from probabilities of pairs the classifiers were not
+/// Thresholds (duplicate, block, surface) from probabilities of pairs the classifiers were not
 /// fitted on: the lowest duplicate threshold keeping `min_precision`; blocking above every
 /// non-duplicate; surfacing a margin above the most confident unrelated pair.
-pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options) -> (f32, f32, f32, f32) {
+pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options) -> (f32, f32, f32) {
     let mut cands: Vec<f32> = probs.iter().map(|p| p.0).collect();
     cands.sort_by(f32::total_cmp);
     let mut duplicate = 0.99f32;
@@ -309,29 +314,17 @@ pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options)
     let block = duplicate.max(sigmoid(logit(worst_non_dup) + 0.5)).min(0.999);
     let worst_unrelated = examples.iter().zip(probs).filter(|(e, _)| !e.surface).map(|(_, p)| p.1).fold(0.0, f32::max);
     let surface = sigmoid(logit(worst_unrelated) + options.surface_margin).min(0.999);
-    let gate = if options.gate {
-        let worst = examples
-            .iter()
-            .zip(probs)
-            .filter(|(e, p)| !e.surface && p.0 >= duplicate)
-            .map(|(_, p)| p.1)
-            .fold(0.0f32, f32::max);
-        if worst > 0.0 { sigmoid(logit(worst) + options.surface_margin).min(surface) } else { 0.0 }
-    } else {
-        0.0
-    };
-    (duplicate, block, gate, surface)
+    (duplicate, block, surface)
 }
 
 /// Fits a variant on `examples`: thresholds from out-of-fold predictions, classifiers on all.
 pub fn fit_variant(features: Vec<Feature>, examples: &[Example], options: &Options) -> Variant {
     let probs = out_of_fold(examples, options);
-    let (duplicate_threshold, block_threshold, duplicate_gate, surface_threshold) =
-        thresholds(examples, &probs, options);
+    let (duplicate_threshold, block_threshold, surface_threshold) = thresholds(examples, &probs, options);
     let xs: Vec<Vec<f32>> = examples.iter().map(|e| e.x.clone()).collect();
     let duplicate = fit_classifier(&xs, &examples.iter().map(|e| e.duplicate).collect::<Vec<_>>(), options);
-    let surface = fit_classifier(&xs, &examples.iter().map(|e| e.surface).collect::<Vec<_>>(), options);
-    Variant { features, duplicate, duplicate_threshold, block_threshold, duplicate_gate, surface, surface_threshold }
+    let surface = fit_surface(&examples.iter().collect::<Vec<_>>(), options);
+    Variant { features, duplicate, duplicate_threshold, block_threshold, surface, surface_threshold }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The calibrated scorer: two classifiers over [`PairFeatures`] inputs — one tells duplicates
-//! from everything else, one tells "worth surfacing" (duplicate or related) from unrelated — with
+//! from everything else, one tells duplicates from unrelated pairs and decides what is worth
+//! surfacing (related pairs, which share most of their words, pass it easily) — with
 //! thresholds chosen on out-of-fold predictions over the calibration split of the labelled pairs
 //! (see [`crate::fit`]). A model holds one variant per set of available signals (word vectors, a
 //! second cosine), richest first; a pair is judged by the first variant whose inputs it has.
@@ -96,9 +97,6 @@ pub struct Variant {
     pub duplicate_threshold: f32,
     /// `p_duplicate` at or above which creation is refused without `acknowledge_overlap`.
     pub block_threshold: f32,
-    /// `p_surface` a duplicate needs as well: keeps unrelated pairs from being called duplicates.
-    #[serde(default)]
-    pub duplicate_gate: f32,
     pub surface: Classifier,
     /// `p_surface` at or above which an item is surfaced as `related`.
     pub surface_threshold: f32,
@@ -147,7 +145,7 @@ impl Variant {
             p_dup = p_dup.max(0.99);
         }
         let p_surface = self.surface.probability(&x);
-        let relation = if p_dup >= self.duplicate_threshold && p_surface >= self.duplicate_gate {
+        let relation = if p_dup >= self.duplicate_threshold {
             Some(Relation::Duplicate)
         } else if p_surface >= self.surface_threshold || matches!(f.paths, PathRelation::Intersect { .. }) {
             Some(Relation::Related)
@@ -235,7 +233,6 @@ fn fallback() -> ScorerModel {
             duplicate: Classifier::Logistic(Logistic { bias: -10.0, weights: vec![12.0, -8.0, 0.0] }),
             duplicate_threshold: 0.5,
             block_threshold: 0.9,
-            duplicate_gate: 0.0,
             surface: Classifier::Logistic(Logistic { bias: -6.0, weights: vec![10.0, 0.0, 4.0] }),
             surface_threshold: 0.5,
         }],
@@ -269,5 +266,37 @@ mod tests {
         };
         assert!((t.logit(&[0.2]) - (0.5 - 1.0 + 0.25)).abs() < 1e-6);
         assert!((t.logit(&[0.7]) - (0.5 + 1.0 + 0.25)).abs() < 1e-6);
+    }
+
+    fn variant(features: Vec<Feature>, bias: f32) -> Variant {
+        let n = features.len();
+        let model = Classifier::Logistic(Logistic { bias, weights: vec![0.0; n] });
+        Variant {
+            features,
+            duplicate: model.clone(),
+            duplicate_threshold: 0.5,
+            block_threshold: 0.9,
+            surface: model,
+            surface_threshold: 0.5,
+        }
+    }
+
+    #[test]
+    fn the_richest_applicable_variant_judges() {
+        let model = ScorerModel {
+            embedder: "x".into(),
+            variants: vec![
+                variant(vec![Feature::Cosine, Feature::CosineBundled], 3.0),
+                variant(vec![Feature::Cosine], -3.0),
+            ],
+        };
+        let a = crate::ItemText { title: "Add caching to the admin API", description: "" };
+        let b = crate::ItemText { title: "Add rate limits to the admin API", description: "" };
+        let one = PairFeatures::new(a, b, 0.5, PathRelation::Unknown);
+        assert_eq!(model.judge(&one).relation, None, "only the one-cosine variant applies");
+        let signals = crate::Signals { cosine: 0.5, cosine_bundled: Some(0.5), words: None };
+        let both = PairFeatures::with_signals(a, b, signals, PathRelation::Unknown);
+        assert_eq!(model.judge(&both).relation, Some(Relation::Duplicate));
+        assert!(model.wants_bundled_cosine() && !model.wants_words());
     }
 }

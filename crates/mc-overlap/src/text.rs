@@ -885,6 +885,7 @@ mod tests {
         assert_eq!(norms("Rate-limit POST /login per IP"), vec!["rate", "limit", "post", "/login", "ip"]);
         assert_eq!(norms("Deploy auth-service to k8s"), vec!["deployment", "authentication", "service", "kubernetes"]);
         assert_eq!(norms("Fixing broken links in the docs"), vec!["fix", "broken", "link", "documentation"]);
+        assert_eq!(norms("The page's title"), vec!["page", "title"]);
     }
 
     #[test]

@@ -63,9 +63,6 @@ struct Args {
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     #[arg(long, default_value_t = 0.25)]
     surface_margin: f32,
-    /// Gate the duplicate label on `p_surface` (see `fit::Options::gate`).
-    #[arg(long)]
-    gate: bool,
     /// Leave these inputs out (comma-separated snake_case names), for ablations.
     #[arg(long, value_delimiter = ',')]
     without: Vec<String>,
@@ -81,6 +78,9 @@ struct Args {
     /// Fail (exit 1) if the share of held-out duplicates surfaced falls below this.
     #[arg(long)]
     min_surfaced: Option<f32>,
+    /// Time the scoring of one check (20 candidates: features and verdicts, embeddings given).
+    #[arg(long)]
+    time: bool,
     /// Print every misjudged calibration pair (out-of-fold with `--cv`). Held-out errors are never printed.
     #[arg(long)]
     verbose: bool,
@@ -168,6 +168,9 @@ async fn main() -> Result<()> {
     };
     let embedder = mc_embed::build(&config)?;
     println!("embedder: {} ({} pairs)", embedder.model_id(), pairs.len());
+    if args.time {
+        time_checks(&pairs, embedder.model_id());
+    }
     let given: Option<ScorerModel> = match (&args.fit, &args.model) {
         (None, Some(path)) => Some(serde_json::from_str(&std::fs::read_to_string(path)?)?),
         _ => None,
@@ -212,7 +215,6 @@ async fn main() -> Result<()> {
         folds: 5,
         min_precision: args.target_precision,
         surface_margin: args.surface_margin,
-        gate: args.gate,
     };
     let without: Vec<Feature> = args
         .without
@@ -271,6 +273,41 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The scoring cost of a check: 20 candidates judged against one draft, cold (first use of the
+/// lexicons and the shipped model in this process) and warm.
+fn time_checks(pairs: &[Pair], model_id: &str) {
+    const CANDIDATES: usize = 20;
+    let judge = |model: &ScorerModel, chunk: &[Pair]| {
+        chunk
+            .iter()
+            .map(|p| {
+                let f = PairFeatures::new(p.a.item(), p.b.item(), 0.5, mc_overlap::PathRelation::Unknown);
+                model.judge(&f).score
+            })
+            .sum::<f32>()
+    };
+    let t = std::time::Instant::now();
+    let model = shipped_for(model_id);
+    let cold = judge(&model, &pairs[..CANDIDATES]);
+    let cold_us = t.elapsed().as_secs_f64() * 1e6;
+    let mut times: Vec<f64> = Vec::new();
+    let mut sink = cold;
+    for _ in 0..50 {
+        for chunk in pairs.chunks_exact(CANDIDATES) {
+            let t = std::time::Instant::now();
+            sink += judge(&model, chunk);
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let p99 = times[(times.len() * 99 / 100).min(times.len() - 1)];
+    println!(
+        "scoring one check of {CANDIDATES} candidates: cold {cold_us:.0} µs (model parse and lexicons), warm mean {mean:.0} µs, p99 {p99:.0} µs ({} checks; checksum {sink:.1})",
+        times.len()
+    );
 }
 
 fn names(features: &[Feature]) -> String {
@@ -372,6 +409,7 @@ struct Figures {
     surfaced_dups: usize,
     surfaced_unrelated: usize,
     related_as_dup: usize,
+    surfaced_related: usize,
     blocked: usize,
     blocked_wrong: usize,
 }
@@ -403,7 +441,10 @@ impl Figures {
         );
         println!("duplicates surfaced at any relation: {:.3} ({}/{})", self.surfaced(), self.surfaced_dups, self.dups);
         println!("unrelated pairs surfaced: {}/{}", self.surfaced_unrelated, self.unrelated);
-        println!("related pairs labelled duplicate: {}/{}", self.related_as_dup, self.related);
+        println!(
+            "related pairs labelled duplicate: {}/{} (surfaced at any relation: {})",
+            self.related_as_dup, self.related, self.surfaced_related
+        );
         println!("would block creation: {} pairs, {} of them not duplicates", self.blocked, self.blocked_wrong);
     }
 }
@@ -422,6 +463,7 @@ fn evaluate(set: &[&Scored], judge: impl Fn(&Scored) -> Verdict, verbose: bool) 
             "related" => {
                 f.related += 1;
                 f.related_as_dup += usize::from(dup);
+                f.surfaced_related += usize::from(v.relation.is_some());
             }
             _ => {
                 f.unrelated += 1;
