@@ -75,6 +75,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: SystemCmd,
     },
+    /// Serve MissionControl's tools to an agent over MCP on stdin/stdout (logs on stderr).
+    Mcp(McpArgs),
+    /// Launch an agent CLI (claude, codex, gemini) wired to MissionControl over MCP.
+    #[command(after_help = "Arguments after `--` go to the agent: mc run claude -- -p \"claim the next task\"")]
+    Run(RunArgs),
     /// Print the version of this binary.
     Version,
 }
@@ -419,6 +424,39 @@ pub struct SearchArgs {
     /// Search klusters (name and description) instead of tasks; only --mission applies.
     #[arg(long, conflicts_with_all = ["kluster", "status", "labels"])]
     pub klusters: bool,
+}
+
+// ---- MCP and agents ----
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Toolsets to serve: core, search, plan (comma-separated) or all.
+    #[arg(long, env = "MC_MCP_TOOLSETS", default_value = "all")]
+    pub toolsets: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent CLI to launch.
+    #[arg(value_enum)]
+    pub agent_cli: AgentCli,
+    /// Check the agent binary, the server, the token and an MCP handshake with `mc mcp`, print what
+    /// would run, and exit without launching.
+    #[arg(long)]
+    pub preflight_only: bool,
+    /// Arguments for the agent (after `--`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "AGENT_ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentCli {
+    /// Claude Code
+    Claude,
+    /// OpenAI Codex CLI
+    Codex,
+    /// Google Gemini CLI
+    Gemini,
 }
 
 // ---- ledger and system ----

@@ -58,6 +58,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => commands::search::run(&ctx, args).await,
         Command::Ledger { cmd } => commands::ledger::run(&ctx, cmd).await,
         Command::System { cmd } => commands::system::run(&ctx, cmd).await,
+        Command::Mcp(args) => commands::mcp::run(&ctx, args).await,
+        Command::Run(args) => commands::run::run(&ctx, args).await,
         Command::Version => {
             if ctx.json() {
                 output::json(&serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))

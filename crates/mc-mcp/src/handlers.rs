@@ -31,6 +31,8 @@ const WORKSPACE_LIMIT: u32 = 25;
 const LEDGER_WINDOW: i64 = 500;
 /// Recent events a workspace shows.
 const WORKSPACE_EVENTS: usize = 15;
+/// Tasks outside the live lists a workspace looks up to place their recent events.
+const MAX_LOOKUPS: usize = 20;
 
 /// Who makes a call: the control plane client carrying the caller's token and agent identity.
 #[derive(Debug)]
@@ -199,8 +201,9 @@ fn to_value(v: impl Serialize) -> Result<Value, ToolError> {
         .map_err(|e| ToolError::new(500, "internal", format!("cannot encode the result: {e}"), Value::Null))
 }
 
-fn round(score: f32) -> f32 {
-    (score * 100.0).round() / 100.0
+/// A score to two decimals (as f64, so that JSON shows `0.02`, not the f32 `0.019999999552965164`).
+pub(crate) fn round(score: f32) -> f64 {
+    (f64::from(score) * 100.0).round() / 100.0
 }
 
 /// One call in progress.
@@ -276,7 +279,7 @@ impl Cx<'_> {
         struct Hit {
             #[serde(flatten)]
             task: TaskView,
-            score: f32,
+            score: f64,
             why: Vec<String>,
         }
         let items: Vec<Hit> = r
@@ -350,9 +353,9 @@ impl Cx<'_> {
         let ready_ids: HashSet<TaskId> = ready.iter().map(|t| t.id).collect();
         let waiting: Vec<&Task> = waiting.iter().filter(|t| !ready_ids.contains(&t.id)).collect();
 
-        let mut known: HashSet<String> = HashSet::from([k.to_string()]);
+        let mut known: HashSet<String> = HashSet::from([k.to_string(), kluster.mission_id.to_string()]);
         known.extend(ready.iter().chain(claimed.iter()).chain(waiting.iter().copied()).map(|t| t.id.to_string()));
-        let (mission, events) = tokio::join!(c.get_mission(kluster.mission_id), self.recent_events(&known));
+        let (mission, events) = tokio::join!(c.get_mission(kluster.mission_id), self.recent_events(k, known));
         let mission = mission.map_err(|e| self.err(e))?;
         let events = events.map_err(|e| self.err(e))?;
 
@@ -382,10 +385,11 @@ impl Cx<'_> {
         Ok(out)
     }
 
-    /// The latest events on `ids` among the last `LEDGER_WINDOW` ledger entries, newest last. The
-    /// ledger lists oldest first and has no kluster filter, so the head is found first by
-    /// galloping and bisecting over `after_seq` (starting from where this session saw it last).
-    async fn recent_events(&self, ids: &HashSet<String>) -> Result<Vec<EventView>, ClientError> {
+    /// The latest events of kluster `k` (on it, its mission, and its tasks: the `known` live ones,
+    /// plus finished ones looked up) among the last `LEDGER_WINDOW` ledger entries, newest last.
+    /// The ledger lists oldest first and has no kluster filter, so its head is found first by
+    /// galloping and bisecting over `after_seq`, starting from where this session last saw it.
+    async fn recent_events(&self, k: KlusterId, mut known: HashSet<String>) -> Result<Vec<EventView>, ClientError> {
         let c = self.client();
         let first_after = |after: i64| async move {
             let q = LedgerQuery { after_seq: Some(after), limit: Some(1), ..Default::default() };
@@ -416,12 +420,39 @@ impl Cx<'_> {
             limit: Some(LEDGER_WINDOW as usize),
             ..Default::default()
         };
-        let page = c.list_ledger(&q).await?;
-        let mut events: Vec<EventView> = page
-            .items
+        let window = c.list_ledger(&q).await?.items;
+
+        // Tasks that left the live lists (done, cancelled) are looked up, newest first, bounded.
+        let mut unknown: Vec<TaskId> = Vec::new();
+        for e in window.iter().rev() {
+            if unknown.len() == MAX_LOOKUPS {
+                break;
+            }
+            if e.entity_kind == "task"
+                && !known.contains(&e.entity_id)
+                && let Ok(id) = e.entity_id.parse::<TaskId>()
+                && !unknown.contains(&id)
+            {
+                unknown.push(id);
+            }
+        }
+        let mut lookups = tokio::task::JoinSet::new();
+        for id in unknown {
+            let c = c.clone();
+            lookups.spawn(async move { c.get_task(id).await });
+        }
+        while let Some(done) = lookups.join_next().await {
+            if let Ok(Ok(t)) = done
+                && t.kluster_id == k
+            {
+                known.insert(t.id.to_string());
+            }
+        }
+
+        let mut events: Vec<EventView> = window
             .iter()
             .rev()
-            .filter(|e| ids.contains(&e.entity_id))
+            .filter(|e| known.contains(&e.entity_id))
             .take(WORKSPACE_EVENTS)
             .map(EventView::from)
             .collect();

@@ -74,11 +74,6 @@ impl HttpMcp {
         Ok(Caller { client, lease_key, agent_hint: HTTP_AGENT_HINT })
     }
 
-    /// `GET /mcp/tools`: public, like the API docs.
-    pub fn public_router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> Router<S> {
-        Router::new().route("/mcp/tools", get(list_tools)).with_state(Arc::clone(self))
-    }
-
     /// `POST /mcp/call` and Streamable HTTP at `/mcp`: to be put behind the bearer-token check.
     pub fn authed_router<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> Router<S> {
         let shared = Arc::clone(self);
@@ -96,6 +91,11 @@ impl HttpMcp {
         );
         Router::new().route("/mcp/call", post(call_tool)).route_service("/mcp", service).with_state(Arc::clone(self))
     }
+}
+
+/// `GET /mcp/tools` (`?toolsets=core,...`): public, like the API docs; needs no running bridge.
+pub fn tools_router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    Router::new().route("/mcp/tools", get(list_tools))
 }
 
 /// The toolsets named by `?toolsets=core,search` (all when absent).

@@ -89,7 +89,7 @@ pub struct SuggestionView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
     pub relation: mc_api::OverlapRelation,
-    pub score: f32,
+    pub score: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }
@@ -102,7 +102,7 @@ impl From<&OverlapSuggestion> for SuggestionView {
             status: s.status.clone(),
             holder: s.holder.clone(),
             relation: s.relation,
-            score: (s.score * 100.0).round() / 100.0,
+            score: crate::handlers::round(s.score),
             reasons: s.reasons.clone(),
         }
     }

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+mod mcp;
 pub mod overlap;
 pub mod reaper;
 pub mod routes;
@@ -69,15 +70,22 @@ pub struct AppState {
     pub tokens: Arc<auth::TokenCache>,
     pub semantic: Option<overlap::Semantic>,
     pub admissions: Arc<overlap::Admissions>,
+    /// MCP over HTTP (`/mcp`, `/mcp/call`); set by `start`, which knows the loopback address.
+    pub mcp: Option<Arc<mc_mcp::HttpMcp>>,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock, tokens: Arc::default(), semantic: None, admissions: Arc::default() }
+        Self { store, clock, tokens: Arc::default(), semantic: None, admissions: Arc::default(), mcp: None }
     }
 
     pub fn with_embedder(mut self, embedder: Option<Arc<dyn mc_embed::Embedder>>) -> Self {
         self.semantic = embedder.map(overlap::Semantic::new);
+        self
+    }
+
+    pub fn with_mcp(mut self, mcp: Arc<mc_mcp::HttpMcp>) -> Self {
+        self.mcp = Some(mcp);
         self
     }
 }
@@ -148,8 +156,10 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
         .merge(routes::system::probes())
         .split_for_parts();
     openapi.info.version = VERSION.to_owned();
+    let mcp = mcp::router(&state);
     router
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .merge(mcp)
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -196,7 +206,10 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(Arc::clone(&store), clock).with_embedder(opts.embedder.clone());
+    let mcp = mc_mcp::HttpMcp::new(&mcp::loopback_url(addr), opts.max_body_bytes)
+        .map_err(|e| anyhow::anyhow!("cannot set up MCP over HTTP: {e}"))?;
+    let state =
+        AppState::new(Arc::clone(&store), clock).with_embedder(opts.embedder.clone()).with_mcp(Arc::clone(&mcp));
     let (tx, rx) = watch::channel(false);
     let mut http_rx = rx.clone();
     let app = app(state, opts.max_body_bytes);
@@ -204,6 +217,8 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = http_rx.changed().await;
+                // Open MCP streams would otherwise hold the graceful shutdown forever.
+                mcp.shutdown();
             })
             .await
     });

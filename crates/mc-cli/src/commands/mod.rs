@@ -3,7 +3,9 @@
 
 pub mod kluster;
 pub mod ledger;
+pub mod mcp;
 pub mod mission;
+pub mod run;
 pub mod search;
 pub mod server;
 pub mod system;
