@@ -48,6 +48,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== benchmark smoke runs (small sizes; real figures: see README)"
 cargo run --quiet --locked -p mc-bench -- --preload 300 --creates 300 --samples 50 --klusters 3
 cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20
+cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20 --postgres
 
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"
 cargo run --quiet --locked -p mc-bench --bin overlap-eval -- --min-precision 0.9 --min-surfaced 0.89

@@ -207,6 +207,8 @@ pub(crate) async fn ensure_vec_table(c: &mut PgConnection, model: &str, dim: usi
                 "CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops);"
             ));
         }
+        // exact scans of one mission (when the graph walk comes back short)
+        ddl.push_str(&format!("CREATE INDEX IF NOT EXISTS {table}_mission ON {table} (mission_id);"));
         sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await.map_err(db_err)?;
         sqlx::query("INSERT INTO vector_indexes (model, dim, table_name) VALUES ($1, $2, $3)")
             .bind(model)
@@ -341,8 +343,9 @@ fn quote_lexeme(l: &str) -> String {
 /// configuration (its stop words dropped), and the rarest lexemes whose documents fit the
 /// ranking budget are OR-ed (ranking does the rest); if even the rarest is too common, all of
 /// them are AND-ed (which only near restatements match, cheaply). How many documents hold a
-/// lexeme is estimated from the lexeme frequencies ANALYZE keeps for `task_search.tsv` (a
-/// lexeme it does not list is rarer than the rarest it does), so choosing costs no index scan.
+/// common lexeme is estimated from the frequencies ANALYZE keeps for `task_search.tsv` (no
+/// index scan); a lexeme it does not list is rare, and counted exactly (up to the budget).
+/// Lexemes found nowhere are left out, as on the embedded profile.
 async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
     let words = query_words(text);
     if words.is_empty() {
@@ -352,18 +355,22 @@ async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
         "WITH st AS (SELECT most_common_elems::text::text[] AS e, most_common_elem_freqs AS f \
                      FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'task_search' \
                      AND attname = 'tsv'), \
-              n AS (SELECT GREATEST(reltuples, 0)::float8 AS n FROM pg_class \
-                    WHERE oid = to_regclass('task_search')), \
               l AS (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', w))) AS lex \
-                    FROM unnest($1::text[]) AS w) \
-         SELECT COALESCE((SELECT COALESCE(st.f[array_position(st.e, l.lex)], \
-                                          st.f[cardinality(st.e) + 1]) FROM st), 0)::float8 \
-                * COALESCE((SELECT n FROM n), 0), l.lex FROM l",
+                    FROM unnest($1::text[]) AS w), \
+              p AS (SELECT l.lex, array_position(st.e, l.lex) AS pos, st.f FROM l LEFT JOIN st ON true) \
+         SELECT CASE WHEN p.pos IS NOT NULL \
+                THEN p.f[p.pos]::float8 * (SELECT GREATEST(reltuples, 0)::float8 FROM pg_class \
+                                            WHERE oid = to_regclass('task_search')) \
+                ELSE (SELECT count(*) FROM (SELECT 1 FROM task_search s \
+                      WHERE s.tsv @@ plainto_tsquery('simple', p.lex) LIMIT $2) x)::float8 END, p.lex \
+         FROM p",
     )
     .bind(&words)
+    .bind(RANK_BUDGET + 1)
     .fetch_all(c)
     .await
     .map_err(db_err)?;
+    counted.retain(|(docs, _)| *docs > 0.0);
     if counted.is_empty() {
         return Ok(None);
     }
@@ -572,7 +579,25 @@ pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<
             .map_err(db_err)?;
             let found = vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?;
             sqlx::query("SELECT set_config('enable_seqscan', 'on', true)").execute(&mut *c).await.map_err(db_err)?;
-            found
+            if found.len() < n {
+                // The graph walk came back short. HNSW loses its way among many identical
+                // vectors (the same text in many tasks) and iterative scans stop at a memory
+                // bound: an exact scan of the filtered rows decides instead (by mission through
+                // its index), so a short answer means there are no more vectors, never a
+                // missed one.
+                sqlx::query("SELECT set_config('enable_indexscan', 'off', true)")
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                let exact = vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?;
+                sqlx::query("SELECT set_config('enable_indexscan', 'on', true)")
+                    .execute(&mut *c)
+                    .await
+                    .map_err(db_err)?;
+                exact
+            } else {
+                found
+            }
         }
         None => vec![],
     };

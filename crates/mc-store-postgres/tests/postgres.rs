@@ -86,8 +86,8 @@ async fn migrations_apply_once() {
 
 /// A filter that rejects most of the nearest neighbours still gets its results: the HNSW scan
 /// (which the store makes the planner take, even at this size) goes on past them (iterative
-/// scan) instead of stopping at `ef_search` candidates. Without the iterative scan this finds
-/// nothing.
+/// scan), and an exact scan decides when the walk comes back short. (With neither, this finds
+/// nothing: the 40 candidates of `ef_search` all belong to `near`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filtered_knn_through_the_index_finds_enough_rows() {
     let (s, _) = fresh().await;

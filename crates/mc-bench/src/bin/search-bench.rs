@@ -4,6 +4,7 @@
 //! from the same bundled model (embedding 100,000 texts one by one would only slow the setup).
 //!
 //! Run: `cargo run --release -p mc-bench --bin search-bench -- --tasks 100000 --missions 10`
+//! (add `--postgres` for a throwaway PostgreSQL cluster, or `--database-url postgres://...`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,12 @@ struct Args {
     /// Requests per measured figure.
     #[arg(long, default_value_t = 500)]
     samples: usize,
+    /// Measure PostgreSQL at this URL (an empty database) instead of the embedded store.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Measure PostgreSQL in a throwaway cluster (binaries from MC_PG_BIN; see scripts/pg.sh).
+    #[arg(long, conflicts_with = "database_url")]
+    postgres: bool,
 }
 
 const VERBS: &[&str] = &[
@@ -130,8 +137,7 @@ async fn main() -> Result<()> {
         mc_embed::build(&if args.hashing { EmbedderConfig::Hashing { dim: 384 } } else { EmbedderConfig::Bundled })?;
     let dir = tempfile::tempdir()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone()))?);
+    let (store, _cluster) = open_store(&args, dir.path(), clock.clone()).await?;
     mc_server::bootstrap_admin_token(store.as_ref(), Some("bench")).await?;
     let t0 = Instant::now();
     let pool: Vec<String> = (0..args.pool).map(|i| title(i * 7 + 3)).collect();
@@ -298,4 +304,32 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The store measured: the embedded one in `dir`, or PostgreSQL (`--database-url`, or a
+/// throwaway cluster for `--postgres`, stopped when the returned guard drops).
+async fn open_store(
+    args: &Args,
+    dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+) -> Result<(Arc<dyn Store>, Option<mc_store_postgres::testing::TempCluster>)> {
+    let (url, cluster) = if args.postgres {
+        let Some(bin) = mc_store_postgres::testing::bin_dir().map_err(anyhow::Error::msg)? else {
+            bail!("--postgres needs MC_PG_BIN (the directory scripts/pg.sh prints)");
+        };
+        let cluster = mc_store_postgres::testing::TempCluster::start(&bin)?;
+        println!("started a PostgreSQL cluster in {:.2} s", cluster.startup_time().as_secs_f64());
+        (Some(cluster.create_database().await?), Some(cluster))
+    } else {
+        (args.database_url.clone(), None)
+    };
+    let store: Arc<dyn Store> = match url {
+        Some(url) => {
+            let store = mc_store_postgres::PgStore::open(mc_store_postgres::PgConfig::new(url, clock)).await?;
+            println!("store: PostgreSQL at {}", store.location());
+            Arc::new(store)
+        }
+        None => Arc::new(SqliteStore::open(SqliteConfig::new(dir.join("mc.db"), clock))?),
+    };
+    Ok((store, cluster))
 }
