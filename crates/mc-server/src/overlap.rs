@@ -177,9 +177,9 @@ fn judge(
     let a = ItemText { title: &task.title, description: &task.description };
     let b = ItemText { title: &draft.title, description: &draft.description };
     let paths = path_relation(&globs, draft_globs);
+    let mut features = PairFeatures::new(a, b, 0.0, paths);
     // without vectors, the lexical overlap stands in for semantic similarity (degraded mode)
-    let lexical_only = PairFeatures::new(a, b, 0.0, paths.clone());
-    let features = PairFeatures::new(a, b, cos.unwrap_or(lexical_only.lexical), paths);
+    features.cosine = cos.unwrap_or(features.lexical);
     let verdict = scorer.judge(&features);
     let relation = verdict.relation?;
     let mut reasons = verdict.reasons;
