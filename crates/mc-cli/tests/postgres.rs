@@ -92,7 +92,8 @@ async fn mc_server_runs_on_postgres() {
     let out = mc(&url).args(["server", "migrate", "--json"]).output().expect("run migrate");
     assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
     let applied: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(applied, json!({"database": "postgres", "applied": [1, 2]}));
+    let all: Vec<i64> = mc_store_postgres::schema::MIGRATIONS.iter().map(|m| m.0).collect();
+    assert_eq!(applied, json!({"database": "postgres", "applied": all}));
     let out = mc(&url).args(["server", "migrate", "--json"]).output().expect("run migrate again");
     let applied: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(applied["applied"], json!([]));
