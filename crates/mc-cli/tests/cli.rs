@@ -24,6 +24,7 @@ const MC_VARS: &[&str] = &[
     "MC_DATA_DIR",
     "MC_MAX_BODY_BYTES",
     "MC_SQLITE_SYNC",
+    "MC_DATABASE_URL",
     "MC_EMBEDDINGS",
     "MC_EMBEDDINGS_URL",
     "MC_EMBEDDINGS_MODEL",

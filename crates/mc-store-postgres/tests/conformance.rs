@@ -30,15 +30,3 @@ fn conformance_on_postgres_is_skipped_without_mc_pg_bin() {
         Ok(_) => eprintln!("skipped: PostgreSQL conformance (set MC_PG_BIN, e.g. from scripts/pg.sh, and rebuild)"),
     }
 }
-
-/// Kluster search, run by the SQLite backend outside the macro as well.
-#[cfg(mc_pg_bin)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn klusters_are_searched_by_text_and_vectors() {
-    let clock = std::sync::Arc::new(mc_domain::ManualClock::new(mc_domain::clock::from_millis(1_800_000_000_000)));
-    let cluster = mc_store_postgres::testing::TempCluster::shared().expect("PostgreSQL").expect("MC_PG_BIN is set");
-    let url = cluster.create_database().await.expect("a fresh database");
-    let store =
-        mc_store_postgres::PgStore::open(mc_store_postgres::PgConfig::new(url, clock.clone())).await.expect("open");
-    mc_store::conformance::klusters_are_searched_by_text_and_vectors(std::sync::Arc::new(store), clock).await;
-}

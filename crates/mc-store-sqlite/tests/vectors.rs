@@ -110,11 +110,3 @@ async fn a_rolled_back_vector_is_never_indexed() {
     s.put_embeddings(MODEL, vec![item(&ts[0], vec![1.0, 0.0])]).await.expect("vector");
     assert_eq!(nearest(&s, vec![1.0, 0.0], SearchFilter::default()).await, vec![ts[0].id]);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn klusters_are_searched_by_text_and_vectors() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let clock = Arc::new(ManualClock::new(from_millis(1_800_000_000_000)));
-    let store: Arc<dyn Store> = Arc::new(open(dir.path(), &clock));
-    mc_store::conformance::klusters_are_searched_by_text_and_vectors(store, clock).await;
-}

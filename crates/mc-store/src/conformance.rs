@@ -42,7 +42,8 @@ macro_rules! conformance_tests {
             concurrent_claims_never_double_assign,
             tokens_resolve_to_principals,
             search_fuses_text_and_vectors_under_filters,
-            embeddings_follow_the_text_and_the_model
+            embeddings_follow_the_text_and_the_model,
+            klusters_are_searched_by_text_and_vectors
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {

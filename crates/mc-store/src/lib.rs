@@ -1,7 +1,7 @@
 //! The storage contract of the control plane. `Store` is shaped by use cases (`claim_task`,
 //! `create_task`), not by tables: every mutation writes its change and its ledger event in one
 //! transaction inside the backend, so no caller can forget the ledger. Backends: SQLite
-//! (`mc-store-sqlite`) today; PostgreSQL joins later and must pass the same conformance story.
+//! (`mc-store-sqlite`) and PostgreSQL (`mc-store-postgres`), both passing the same conformance story.
 
 use std::time::Duration;
 
@@ -261,20 +261,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn task_embedding(&self, id: TaskId, model: &str) -> Result<Option<Vec<f32>>>;
     /// Hybrid search over the active klusters (name and description); only `filter.mission_id`
     /// applies.
-    async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
-        let _ = req;
-        Err(mc_domain::Error::Unavailable("kluster search is not available on this backend".into()))
-    }
+    async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>>;
     /// Up to `limit` klusters whose current text has no vector of `model`.
-    async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
-        let _ = (model, limit);
-        Ok(vec![])
-    }
+    async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>>;
     /// Stores kluster vectors of `model`; one whose text hash is no longer current is ignored.
-    async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()> {
-        let _ = (model, items);
-        Ok(())
-    }
+    async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()>;
 
     // ---- ledger ----
     async fn list_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>>;
