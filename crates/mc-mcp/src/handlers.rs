@@ -79,11 +79,6 @@ impl SessionState {
     fn forget(&self, caller: &Caller, task: TaskId) {
         self.leases.lock().unwrap_or_else(|e| e.into_inner()).remove(&(caller.lease_key.clone(), task));
     }
-
-    /// Number of leases remembered (for tests and logs).
-    pub fn leases_held(&self) -> usize {
-        self.leases.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
 
 /// Runs the tool `name` with `args`. Unknown names are refused here too (404), although the MCP
