@@ -12,7 +12,9 @@ use pgvector::Vector;
 use sqlx::{PgConnection, Row};
 
 use crate::rows::{Lock, db_err, kluster_from_row, load_kluster};
-use crate::search::{OVERSAMPLE, fuse, query_words, text_hash};
+use mc_store::fusion::fuse;
+
+use crate::search::{OVERSAMPLE, query_words, text_hash};
 
 /// Largest dimension stored (as on the embedded profile).
 const MAX_DIM: usize = 8_192;

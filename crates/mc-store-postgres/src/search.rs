@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use mc_domain::id::Uuid;
 use mc_domain::ledger::sha256_hex;
 use mc_domain::{Error, Result, Task, TaskId};
+use mc_store::fusion::fuse;
 use mc_store::{Embedded, EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
 use pgvector::Vector;
 use sqlx::postgres::PgArguments;
@@ -16,8 +17,6 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres};
 
 use crate::rows::{db_err, t_task_columns, task_from_row};
 
-/// Reciprocal-rank-fusion constant (the usual 60).
-const RRF_K: f32 = 60.0;
 /// Candidates taken from each index before fusion, per requested result.
 pub(crate) const OVERSAMPLE: usize = 4;
 /// Most documents the full-text stage ranks (as on the embedded profile): the words searched for
@@ -514,44 +513,6 @@ async fn cosines(c: &mut PgConnection, model: &str, v: &[f32], tasks: &[TaskId])
         .await
         .map_err(db_err)?;
     Ok(rows.into_iter().map(|(id, cos)| (TaskId::from(id), cos as f32)).collect())
-}
-
-/// One result of a fused search.
-pub(crate) struct Fused<T> {
-    pub item: T,
-    pub score: f32,
-    pub text_rank: Option<usize>,
-    pub vector_rank: Option<usize>,
-    pub cosine: Option<f32>,
-}
-
-/// Reciprocal-rank fusion of full-text results (best first) and vector results (nearest first,
-/// with their cosine): the best `limit`, ties broken by key (as on the embedded profile).
-pub(crate) fn fuse<T, K: std::hash::Hash + Eq + Ord + Copy>(
-    text: Vec<T>,
-    vector: Vec<(T, f32)>,
-    key: impl Fn(&T) -> K,
-    limit: usize,
-) -> Vec<Fused<T>> {
-    let mut hits: HashMap<K, Fused<T>> = HashMap::new();
-    for (i, item) in text.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.insert(key(&item), Fused { item, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
-    }
-    for (i, (item, cos)) in vector.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.entry(key(&item))
-            .and_modify(|h| {
-                h.score += score;
-                h.vector_rank = Some(i + 1);
-                h.cosine = Some(cos);
-            })
-            .or_insert(Fused { item, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
-    }
-    let mut out: Vec<(K, Fused<T>)> = hits.into_iter().collect();
-    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
-    out.truncate(limit);
-    out.into_iter().map(|(_, f)| f).collect()
 }
 
 /// Hybrid search in one transaction (for the `SET LOCAL` scan settings).

@@ -9,7 +9,9 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use crate::conn::db_err;
 use crate::rows::{kluster_from_row, load_kluster};
-use crate::search::{blob, dot, fuse, query_words, scope_token, text_hash, unblob};
+use mc_store::fusion::fuse;
+
+use crate::search::{blob, dot, query_words, scope_token, text_hash, unblob};
 
 const COLUMNS: &str = "k.id, k.mission_id, k.name, k.description, k.status, k.created_at, k.updated_at";
 

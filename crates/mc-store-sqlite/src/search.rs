@@ -7,6 +7,7 @@ use std::sync::Once;
 
 use mc_domain::ledger::sha256_hex;
 use mc_domain::{Error, Result, Task, TaskId};
+use mc_store::fusion::fuse;
 use mc_store::{EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -15,8 +16,6 @@ use crate::conn::db_err;
 use crate::rows::{TASK_COLUMNS, load_task, task_from_row};
 use crate::vindex::{self, Op, VecIndex};
 
-/// Reciprocal-rank-fusion constant (the usual 60).
-const RRF_K: f32 = 60.0;
 /// Candidates taken from each index before fusion, per requested result.
 const OVERSAMPLE: usize = 4;
 
@@ -443,44 +442,6 @@ pub(crate) fn load_index(c: &Connection, index: &VecIndex) -> Result<usize> {
         index.apply(ops);
     }
     Ok(loaded)
-}
-
-/// One result of a fused search.
-pub(crate) struct Fused<T> {
-    pub item: T,
-    pub score: f32,
-    pub text_rank: Option<usize>,
-    pub vector_rank: Option<usize>,
-    pub cosine: Option<f32>,
-}
-
-/// Reciprocal-rank fusion of full-text results (best first) and vector results (nearest first,
-/// with their cosine): the best `limit`, ties broken by key.
-pub(crate) fn fuse<T, K: std::hash::Hash + Eq + Ord + Copy>(
-    text: Vec<T>,
-    vector: Vec<(T, f32)>,
-    key: impl Fn(&T) -> K,
-    limit: usize,
-) -> Vec<Fused<T>> {
-    let mut hits: HashMap<K, Fused<T>> = HashMap::new();
-    for (i, item) in text.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.insert(key(&item), Fused { item, score, text_rank: Some(i + 1), vector_rank: None, cosine: None });
-    }
-    for (i, (item, cos)) in vector.into_iter().enumerate() {
-        let score = 1.0 / (RRF_K + (i + 1) as f32);
-        hits.entry(key(&item))
-            .and_modify(|h| {
-                h.score += score;
-                h.vector_rank = Some(i + 1);
-                h.cosine = Some(cos);
-            })
-            .or_insert(Fused { item, score, text_rank: None, vector_rank: Some(i + 1), cosine: Some(cos) });
-    }
-    let mut out: Vec<(K, Fused<T>)> = hits.into_iter().collect();
-    out.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
-    out.truncate(limit);
-    out.into_iter().map(|(_, f)| f).collect()
 }
 
 pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> Result<Vec<SearchHit>> {

@@ -14,6 +14,7 @@ use mc_domain::{
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod fusion;
 
 /// What every mutation carries: who does it, under which request id, and (for creating calls)
 /// the idempotency key that makes a retry return the first result.
