@@ -764,7 +764,16 @@ fn the_server_generates_a_token_once_and_stops_gracefully_on_sigterm() {
         .trim()
         .to_owned();
     assert!(token.starts_with("mct_") && token.len() > 40, "{token}");
+    // the banner is printed just after the port accepts connections: wait for it
     let listening = format!("MissionControl listening on http://{} (data: ", server.addr);
+    let mut log = log;
+    for _ in 0..100 {
+        if log.contains(&listening) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        log = server.log();
+    }
     assert!(log.contains(&listening), "{log}");
 
     let mc = Mc::new(&server, &dir.path().join("config")).with_token(&token);

@@ -445,6 +445,11 @@ pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batc
     Ok(n)
 }
 
+/// Longest wait between two passes of the embedding worker while it finds nothing to do. New
+/// tasks created with the overlap check get their vector at once; this bounds how late a bulk
+/// import, an edited text or a new model is embedded after a quiet spell.
+pub const EMBED_IDLE_MAX: Duration = Duration::from_secs(10);
+
 /// The embedding worker: fills missing vectors (new texts, or all of them after a model change).
 pub async fn run_embedder(
     store: Arc<dyn Store>,
@@ -453,7 +458,8 @@ pub async fn run_embedder(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     const BATCH: usize = 32;
-    crate::worker::periodic("embedding worker", every, shutdown, BATCH, || {
+    // finding nothing to embed means reading every task's text: back off while idle
+    crate::worker::periodic("embedding worker", every, EMBED_IDLE_MAX, shutdown, BATCH, || {
         embed_pending_once(store.as_ref(), embedder.as_ref(), BATCH)
     })
     .await;

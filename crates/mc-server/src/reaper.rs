@@ -21,5 +21,5 @@ pub async fn reap_once(store: &dyn Store) -> mc_domain::Result<usize> {
 
 /// Runs the reaper every `every` until `shutdown` changes.
 pub async fn run(store: Arc<dyn Store>, every: Duration, shutdown: watch::Receiver<bool>) {
-    crate::worker::periodic("lease reaper", every, shutdown, BATCH, || reap_once(store.as_ref())).await;
+    crate::worker::periodic("lease reaper", every, every, shutdown, BATCH, || reap_once(store.as_ref())).await;
 }
