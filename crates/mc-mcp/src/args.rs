@@ -19,17 +19,24 @@ pub enum StatusArg {
     Cancelled,
 }
 
-impl StatusArg {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Claimed => "claimed",
-            Self::InProgress => "in_progress",
-            Self::Review => "review",
-            Self::Done => "done",
-            Self::Blocked => "blocked",
-            Self::Cancelled => "cancelled",
+impl From<StatusArg> for mc_domain::TaskStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Open => Self::Open,
+            StatusArg::Claimed => Self::Claimed,
+            StatusArg::InProgress => Self::InProgress,
+            StatusArg::Review => Self::Review,
+            StatusArg::Done => Self::Done,
+            StatusArg::Blocked => Self::Blocked,
+            StatusArg::Cancelled => Self::Cancelled,
         }
+    }
+}
+
+impl StatusArg {
+    /// The status's wire name, as the domain spells it.
+    pub fn as_str(self) -> &'static str {
+        mc_domain::TaskStatus::from(self).as_str()
     }
 }
 
