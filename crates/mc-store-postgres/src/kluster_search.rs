@@ -93,16 +93,7 @@ pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<
         Some(v) => vector_candidates(c, &v.model, &v.vector, req, n).await?,
         None => vec![],
     };
-    let mut out: Vec<KlusterHit> = fuse(text, vector, |k| k.id, req.limit)
-        .into_iter()
-        .map(|f| KlusterHit {
-            kluster: f.item,
-            score: f.score,
-            text_rank: f.text_rank,
-            vector_rank: f.vector_rank,
-            cosine: f.cosine,
-        })
-        .collect();
+    let mut out: Vec<KlusterHit> = fuse(text, vector, |k| k.id, req.limit).into_iter().map(KlusterHit::from).collect();
     if let Some(v) = &req.vector {
         // text-only hits get their similarity too, from their current vector
         let missing: Vec<Uuid> = out.iter().filter(|h| h.cosine.is_none()).map(|h| h.kluster.id.as_uuid()).collect();

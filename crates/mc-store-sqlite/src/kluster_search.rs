@@ -111,16 +111,7 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<KlusterH
         Some(v) => vector_candidates(c, &v.model, &v.vector, req, n)?,
         None => vec![],
     };
-    let mut out: Vec<KlusterHit> = fuse(text, vector, |k| k.id, req.limit)
-        .into_iter()
-        .map(|f| KlusterHit {
-            kluster: f.item,
-            score: f.score,
-            text_rank: f.text_rank,
-            vector_rank: f.vector_rank,
-            cosine: f.cosine,
-        })
-        .collect();
+    let mut out: Vec<KlusterHit> = fuse(text, vector, |k| k.id, req.limit).into_iter().map(KlusterHit::from).collect();
     if let Some(v) = &req.vector {
         // text-only hits get their similarity too
         for h in out.iter_mut().filter(|h| h.cosine.is_none()) {

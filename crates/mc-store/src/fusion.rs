@@ -15,6 +15,12 @@ pub struct Fused<T> {
     pub cosine: Option<f32>,
 }
 
+impl From<Fused<mc_domain::Kluster>> for crate::KlusterHit {
+    fn from(f: Fused<mc_domain::Kluster>) -> Self {
+        Self { kluster: f.item, score: f.score, text_rank: f.text_rank, vector_rank: f.vector_rank, cosine: f.cosine }
+    }
+}
+
 /// Reciprocal-rank fusion of full-text results (best first) and vector results (nearest first,
 /// with their cosine): the best `limit`, ties broken by key.
 pub fn fuse<T, K: std::hash::Hash + Eq + Ord + Copy>(
