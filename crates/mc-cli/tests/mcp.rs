@@ -93,8 +93,11 @@ fn bad_input_gets_protocol_or_tool_errors_and_the_server_keeps_serving() {
     let mut mcp = McpChild::start(&server, Some("agent-1"), &[]);
     mcp.initialize();
 
-    // Not JSON at all: dropped (there is no id to answer), and the next request is served.
+    // Not JSON at all: a parse error with a null id (JSON-RPC 2.0), and the next request is served.
     mcp.send_raw("this is not json {");
+    let r = mcp.next_message();
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert!(r["id"].is_null(), "{r}");
     assert_eq!(mcp.request("ping", json!({}))["result"], json!({}));
     // JSON but not JSON-RPC: an "invalid request" error.
     mcp.send_raw(r#"{"id": 5, "method": "ping"}"#);
@@ -133,9 +136,12 @@ fn bad_input_gets_protocol_or_tool_errors_and_the_server_keeps_serving() {
     let (code, text) = mcp.tool_error("search_tasks", json!({"query": "x".repeat(3 * 1024 * 1024)}));
     assert_eq!(code, "arguments_too_large");
     assert!(text.contains("the limit is 1048576"), "{text}");
-    // A line over rmcp's 16 MiB line limit is dropped whole; the server survives that too.
+    // A line over the 16 MiB line limit is discarded whole and answered as an invalid request.
     let huge = json!({"jsonrpc": "2.0", "id": 999, "method": "ping", "params": {"pad": "y".repeat(17 << 20)}});
     mcp.send_raw(&huge.to_string());
+    let r = mcp.next_message();
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("16 MiB line limit")), "{r}");
     assert_eq!(mcp.request("tools/list", json!({}))["result"]["tools"], golden_tools());
 
     // Everything on stdout was protocol.

@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod http;
 pub mod registry;
 pub mod server;
+pub mod stdio;
 pub mod views;
 
 pub use error::ToolError;

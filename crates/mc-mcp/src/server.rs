@@ -164,10 +164,11 @@ impl ServerHandler for Bridge {
 }
 
 /// Serves `bridge` on stdin/stdout until the client closes the stream. stdout carries only
-/// protocol; logs go to stderr (set up by the caller).
+/// protocol; logs go to stderr (set up by the caller). Lines that are not JSON, or too long, are
+/// answered by the line filter in `stdio` (rmcp would drop them unanswered).
 pub async fn serve_stdio(bridge: Bridge) -> Result<(), ServeError> {
-    let running =
-        bridge.serve(rmcp::transport::stdio_pipes()).await.map_err(|e| ServeError::Initialize(e.to_string()))?;
+    let pipes = crate::stdio::filtered(tokio::io::stdin(), tokio::io::stdout());
+    let running = bridge.serve(pipes).await.map_err(|e| ServeError::Initialize(e.to_string()))?;
     running.waiting().await.map_err(|e| ServeError::Stopped(e.to_string()))?;
     Ok(())
 }
