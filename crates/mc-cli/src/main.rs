@@ -20,7 +20,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server needs worker threads; a client command is one request or a few.
     let runtime = match &cli.command {
-        Command::Server(_) => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        Command::Server(_) => {
+            // SAFETY: no other thread exists yet; the runtime is built on the next line.
+            #[allow(unsafe_code)]
+            unsafe {
+                mc_embed::pin_model_threads()
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()
+        }
         _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
     };
     let result = match runtime {

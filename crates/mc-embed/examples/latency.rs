@@ -49,8 +49,18 @@ async fn measure(name: &str, e: &dyn Embedder, load: Duration) -> Result<(), Emb
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), EmbedError> {
+fn main() -> Result<(), EmbedError> {
+    // As `mc server` does.
+    // SAFETY: no other thread exists yet; the runtime is built on the next line.
+    #[allow(unsafe_code)]
+    unsafe {
+        mc_embed::pin_model_threads()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    runtime.map_err(|e| EmbedError::Invalid(format!("async runtime: {e}")))?.block_on(run())
+}
+
+async fn run() -> Result<(), EmbedError> {
     let pocket = PocketEmbedder::new();
     let start = Instant::now();
     pocket.load().await?;

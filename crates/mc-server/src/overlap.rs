@@ -4,7 +4,7 @@
 //! text signals with a warning; it never fails the request.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mc_api::{KlusterHitView, OverlapRelation, OverlapSuggestion, SearchHitView};
@@ -31,26 +31,74 @@ const PATH_CANDIDATES: usize = 200;
 /// A vector and the id of the model that made it.
 pub type ModelVector = (String, Vec<f32>);
 
+/// Texts whose vectors are kept for the next request that embeds the same text.
+const RECENT_VECTORS: usize = 512;
+
 /// The embedder and the scorer fitted for it.
 #[derive(Debug, Clone)]
 pub struct Semantic {
     pub embedder: Arc<dyn Embedder>,
     pub scorer: Arc<ScorerModel>,
+    recent: Arc<Mutex<RecentVectors>>,
 }
 
 impl Semantic {
     pub fn new(embedder: Arc<dyn Embedder>) -> Self {
         let scorer = Arc::new(mc_overlap::shipped_for(embedder.model_id()));
-        Self { embedder, scorer }
+        Self { embedder, scorer, recent: Arc::new(Mutex::new(RecentVectors::new(RECENT_VECTORS))) }
+    }
+}
+
+/// The vectors of the texts embedded most recently on the request path, least recently used out first.
+/// An agent asks `get_overlap_suggestions` for a draft and then creates it, or repeats a search after a
+/// change: the second request finds the vector here instead of running the model again.
+#[derive(Debug)]
+struct RecentVectors {
+    capacity: usize,
+    tick: u64,
+    entries: HashMap<String, (u64, Vec<f32>)>,
+}
+
+impl RecentVectors {
+    fn new(capacity: usize) -> Self {
+        Self { capacity: capacity.max(1), tick: 0, entries: HashMap::new() }
+    }
+
+    fn get(&mut self, text: &str) -> Option<Vec<f32>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries.get_mut(text).map(|(used, v)| {
+            *used = tick;
+            v.clone()
+        })
+    }
+
+    fn put(&mut self, text: String, vector: Vec<f32>) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&text) {
+            // A linear scan for the oldest: a few microseconds at this capacity, next to milliseconds of model.
+            if let Some(oldest) = self.entries.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| k.clone()) {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(text, (self.tick, vector));
     }
 }
 
 /// Embeds one text within the deadline; `Err` carries the warning to show.
 pub async fn embed_now(semantic: Option<&Semantic>, text: &str) -> Result<(String, Vec<f32>), String> {
     let Some(s) = semantic else { return Err("no embedder is configured; only text signals were used".into()) };
-    let input = vec![expand_acronyms(text)];
-    match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(&input)).await {
-        Ok(Ok(mut v)) if v.len() == 1 => Ok((s.embedder.model_id().to_owned(), v.remove(0))),
+    let key = expand_acronyms(text);
+    let model = s.embedder.model_id().to_owned();
+    if let Some(v) = s.recent.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok((model, v));
+    }
+    match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(std::slice::from_ref(&key))).await {
+        Ok(Ok(mut v)) if v.len() == 1 => {
+            let vector = v.remove(0);
+            s.recent.lock().unwrap_or_else(|p| p.into_inner()).put(key, vector.clone());
+            Ok((model, vector))
+        }
         Ok(Ok(_)) => Err("the embedder returned no vector; only text signals were used".into()),
         Ok(Err(e)) => Err(format!("{e}; only text signals were used")),
         Err(_) => Err(format!(
@@ -463,4 +511,62 @@ pub async fn run_embedder(
         embed_pending_once(store.as_ref(), embedder.as_ref(), BATCH)
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn recent_vectors_drop_the_least_recently_used() {
+        let mut recent = RecentVectors::new(2);
+        recent.put("a".into(), vec![1.0]);
+        recent.put("b".into(), vec![2.0]);
+        assert_eq!(recent.get("a"), Some(vec![1.0]), "reading a makes b the oldest");
+        recent.put("c".into(), vec![3.0]);
+        assert_eq!(recent.get("b"), None);
+        assert_eq!(recent.get("a"), Some(vec![1.0]));
+        assert_eq!(recent.get("c"), Some(vec![3.0]));
+        // Putting a text again replaces its vector without evicting another.
+        recent.put("c".into(), vec![4.0]);
+        assert_eq!(recent.entries.len(), 2);
+        assert_eq!(recent.get("c"), Some(vec![4.0]));
+    }
+
+    /// Counts the texts it is asked to embed.
+    #[derive(Debug)]
+    struct Counting {
+        inner: mc_embed::HashingEmbedder,
+        texts: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Embedder for Counting {
+        fn model_id(&self) -> &str {
+            self.inner.model_id()
+        }
+        fn dim(&self) -> usize {
+            self.inner.dim()
+        }
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, mc_embed::EmbedError> {
+            self.texts.fetch_add(texts.len(), Ordering::SeqCst);
+            self.inner.embed(texts).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_text_embedded_again_comes_from_the_recent_vectors() {
+        let counting = Arc::new(Counting { inner: mc_embed::HashingEmbedder::default(), texts: AtomicUsize::new(0) });
+        let semantic = Semantic::new(counting.clone());
+        let (model, first) = embed_now(Some(&semantic), "Fix the flaky login test").await.expect("embedded");
+        assert_eq!(model, counting.model_id());
+        let (_, again) = embed_now(Some(&semantic), "Fix the flaky login test").await.expect("embedded");
+        assert_eq!(first, again);
+        assert_eq!(counting.texts.load(Ordering::SeqCst), 1, "the second request did not run the model");
+        let (_, other) = embed_now(Some(&semantic), "Translate the billing docs").await.expect("embedded");
+        assert_ne!(first, other);
+        assert_eq!(counting.texts.load(Ordering::SeqCst), 2);
+    }
 }

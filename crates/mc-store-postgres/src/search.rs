@@ -341,11 +341,12 @@ fn quote_lexeme(l: &str) -> String {
 /// The `tsquery` for free text, with bounded cost: the words are stemmed by the english
 /// configuration (its stop words dropped), and the rarest lexemes whose documents fit the
 /// ranking budget are OR-ed (ranking does the rest); if even the rarest is too common, all of
-/// them are AND-ed (which only near restatements match, cheaply). How many documents hold a
+/// them are AND-ed (which only near restatements match), ranked only when those fit the budget
+/// (see [`TsQuery::ranked`]). How many documents hold a
 /// common lexeme is estimated from the frequencies ANALYZE keeps for `task_search.tsv` (no
 /// index scan); a lexeme it does not list is rare, and counted exactly (up to the budget).
 /// Lexemes found nowhere are left out, as on the embedded profile.
-async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
+async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<TsQuery>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
@@ -366,7 +367,7 @@ async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
     )
     .bind(&words)
     .bind(RANK_BUDGET + 1)
-    .fetch_all(c)
+    .fetch_all(&mut *c)
     .await
     .map_err(db_err)?;
     counted.retain(|(docs, _)| *docs > 0.0);
@@ -383,11 +384,31 @@ async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<String>> {
         total += docs;
         specific.push(quote_lexeme(lex));
     }
-    Ok(Some(if specific.is_empty() {
-        counted.iter().map(|(_, l)| quote_lexeme(l)).collect::<Vec<_>>().join(" & ")
-    } else {
-        specific.join(" | ")
-    }))
+    if !specific.is_empty() {
+        return Ok(Some(TsQuery { expr: specific.join(" | "), ranked: true }));
+    }
+    let expr = counted.iter().map(|(_, l)| quote_lexeme(l)).collect::<Vec<_>>().join(" & ");
+    let ranked = counted.len() > 1 && {
+        let docs: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM task_search s WHERE s.tsv @@ $1::tsquery LIMIT $2) x",
+        )
+        .bind(&expr)
+        .bind(RANK_BUDGET + 1)
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db_err)?;
+        docs <= RANK_BUDGET
+    };
+    Ok(Some(TsQuery { expr, ranked }))
+}
+
+/// A full-text match and whether its documents are few enough to rank.
+struct TsQuery {
+    expr: String,
+    /// False when even all the lexemes together match more documents than the ranking budget:
+    /// they say next to nothing about which of them is meant, and ranking them all would cost a
+    /// `ts_rank_cd` per document. The newest matches are taken (task ids are time-ordered).
+    ranked: bool,
 }
 
 /// Filter clauses on `task_search s` or a vector table `v`, with their values bound in order.
@@ -446,17 +467,22 @@ impl Filters {
 }
 
 /// Full-text candidates, best first.
-async fn text_candidates(c: &mut PgConnection, tsquery: &str, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
+async fn text_candidates(c: &mut PgConnection, tsquery: &TsQuery, f: &SearchFilter, n: usize) -> Result<Vec<Task>> {
     let filters = Filters::new(f, 3, "s");
+    let (rank, inner_order, outer_order) = if tsquery.ranked {
+        ("ts_rank_cd(s.tsv, $1::tsquery)", "rank DESC, s.task_id", "f.rank DESC, f.task_id")
+    } else {
+        ("0::real", "s.task_id DESC", "f.task_id DESC")
+    };
     let sql = format!(
-        "WITH f AS MATERIALIZED (SELECT s.task_id, ts_rank_cd(s.tsv, $1::tsquery) AS rank FROM task_search s \
-             WHERE s.tsv @@ $1::tsquery{} ORDER BY rank DESC, s.task_id LIMIT $2) \
+        "WITH f AS MATERIALIZED (SELECT s.task_id, {rank} AS rank FROM task_search s \
+             WHERE s.tsv @@ $1::tsquery{} ORDER BY {inner_order} LIMIT $2) \
          SELECT {} FROM f JOIN tasks t ON t.id = f.task_id WHERE t.id = ANY(ARRAY(SELECT task_id FROM f)) \
-         ORDER BY f.rank DESC, f.task_id",
+         ORDER BY {outer_order}",
         filters.sql,
         t_task_columns!()
     );
-    let q = sqlx::query(AssertSqlSafe(sql)).bind(tsquery).bind(n as i64);
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(&tsquery.expr).bind(n as i64);
     let rows = filters.bind(q).fetch_all(c).await.map_err(db_err)?;
     rows.iter().map(task_from_row).collect()
 }

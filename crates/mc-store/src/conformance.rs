@@ -43,7 +43,8 @@ macro_rules! conformance_tests {
             tokens_resolve_to_principals,
             search_fuses_text_and_vectors_under_filters,
             embeddings_follow_the_text_and_the_model,
-            klusters_are_searched_by_text_and_vectors
+            klusters_are_searched_by_text_and_vectors,
+            queries_of_only_common_words_take_the_newest_matches
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -709,4 +710,24 @@ pub async fn klusters_are_searched_by_text_and_vectors(s: Arc<dyn Store>, _clock
     assert!(s.search_klusters(&req("bookkeeping", None, None)).await.expect("search").is_empty());
     let hits = s.search_klusters(&req("", vq([0.0, 1.0, 0.0, 0.0]), None)).await.expect("search");
     assert!(hits.iter().all(|h| h.kluster.id != ledger.id));
+}
+
+/// Words found in more documents than a backend ranks (1,000 on both) say next to nothing about
+/// which document is meant: such a query takes the newest matches instead of ranking thousands,
+/// and one rare word in the query brings ranking back.
+pub async fn queries_of_only_common_words_take_the_newest_matches(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let mut created = Vec::new();
+    for i in 0..1005 {
+        created.push(task(s, k.id, &format!("Tidy the common module {i}"), 1, &[]).await.id);
+    }
+    let q = |text: &str| SearchRequest { text: text.into(), vector: None, filter: SearchFilter::default(), limit: 10 };
+    let hits = s.search_tasks(&q("common module")).await.expect("search");
+    let newest: Vec<TaskId> = created.iter().rev().take(10).copied().collect();
+    assert_eq!(hits.iter().map(|h| h.task.id).collect::<Vec<_>>(), newest);
+    assert_eq!(hits.iter().map(|h| h.text_rank).collect::<Vec<_>>(), (1..=10).map(Some).collect::<Vec<_>>());
+    let hits = s.search_tasks(&q("common module 517")).await.expect("search");
+    assert_eq!(hits.first().map(|h| h.task.id), Some(created[517]), "the rare word ranks its task first");
 }
