@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Once;
 
 use mc_domain::ledger::sha256_hex;
-use mc_domain::{Error, Result, Task, TaskId};
+use mc_domain::{Error, Result, Task, TaskId, TaskStatus};
 use mc_store::fusion::fuse;
 use mc_store::{EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
 use rusqlite::types::Value;
@@ -365,8 +365,19 @@ fn text_candidates(c: &Connection, words: &FtsQuery, f: &SearchFilter, n: usize)
         q.push_str(&format!(" AND scope : {}", scope_token('k', &k.to_string())));
     }
     if !f.statuses.is_empty() {
-        let any: Vec<String> = f.statuses.iter().map(|s| format!("s{}", s.as_str())).collect();
-        q.push_str(&format!(" AND scope : ({})", any.join(" OR ")));
+        let token = |s: &TaskStatus| format!("s{}", s.as_str());
+        let wanted: Vec<String> = f.statuses.iter().map(token).collect();
+        let others: Vec<String> = TaskStatus::ALL.iter().filter(|s| !f.statuses.contains(s)).map(token).collect();
+        // The cheaper of "one of the wanted statuses" and "none of the others": a match walks the
+        // posting lists it names, and the open tasks' list can hold every task.
+        if !others.is_empty() {
+            let others_expr = format!("scope : ({})", others.join(" OR "));
+            if count_matches(c, &others_expr)? <= RANK_BUDGET {
+                q = format!("({q}) NOT {others_expr}");
+            } else {
+                q.push_str(&format!(" AND scope : ({})", wanted.join(" OR ")));
+            }
+        }
     }
     // Unranked, the newest matches come first (FTS5 walks rowids backwards without sorting).
     let (columns, inner_order, outer_order) = if words.ranked {

@@ -730,4 +730,13 @@ pub async fn queries_of_only_common_words_take_the_newest_matches(s: Arc<dyn Sto
     assert_eq!(hits.iter().map(|h| h.text_rank).collect::<Vec<_>>(), (1..=10).map(Some).collect::<Vec<_>>());
     let hits = s.search_tasks(&q("common module 517")).await.expect("search");
     assert_eq!(hits.first().map(|h| h.task.id), Some(created[517]), "the rare word ranks its task first");
+    // status filters, whether the wanted statuses or the others hold fewer tasks
+    let with = |statuses: Vec<TaskStatus>| SearchRequest {
+        filter: SearchFilter { statuses, ..Default::default() },
+        ..q("common module 517")
+    };
+    let hits = s.search_tasks(&with(TaskStatus::LIVE.to_vec())).await.expect("search");
+    assert_eq!(hits.first().map(|h| h.task.id), Some(created[517]));
+    let hits = s.search_tasks(&with(vec![TaskStatus::Done])).await.expect("search");
+    assert!(hits.is_empty(), "no task is done: {:?}", hits.iter().map(|h| &h.task.title).collect::<Vec<_>>());
 }

@@ -130,8 +130,16 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
     v.get(i).map(|d| d.as_secs_f64() * 1e3).unwrap_or(f64::NAN)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // SAFETY: no other thread exists yet; the runtime is built on the next line. (As `mc server`.)
+    #[allow(unsafe_code)]
+    unsafe {
+        mc_embed::pin_model_threads()
+    };
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+}
+
+async fn run() -> Result<()> {
     let args = Args::parse();
     let embedder =
         mc_embed::build(&if args.hashing { EmbedderConfig::Hashing { dim: 384 } } else { EmbedderConfig::Bundled })?;
