@@ -85,6 +85,10 @@ impl SqliteStore {
         search::register_sqlite_vec();
         migrate(&config.path)?;
         let write_conn = conn::open(&config.path, false, config.synchronous)?;
+        let hashed = search::backfill_text_hashes(&write_conn)?;
+        if hashed > 0 {
+            tracing::info!(tasks = hashed, "text hashes of the search documents filled in");
+        }
         // the index is complete before the writer (its only other source of changes) starts
         let index = Arc::new(VecIndex::default());
         let started = std::time::Instant::now();

@@ -78,9 +78,9 @@ pub(crate) fn doc_id(c: &Connection, task: TaskId) -> Result<Option<i64>> {
 
 /// Indexes a new task for full text.
 pub(crate) fn index_new(c: &Connection, t: &Task) -> Result<()> {
-    c.prepare_cached("INSERT INTO search_docs (task_id) VALUES (?1)")
+    c.prepare_cached("INSERT INTO search_docs (task_id, text_hash) VALUES (?1, ?2)")
         .map_err(db_err)?
-        .execute([t.id.to_string()])
+        .execute([t.id.to_string(), text_hash(&t.embedding_text())])
         .map_err(db_err)?;
     let id = c.last_insert_rowid();
     insert_fts(c, id, t)
@@ -111,6 +111,12 @@ pub(crate) fn reindex(c: &Connection, t: &Task, text_changed: bool, status_chang
         c.prepare_cached("DELETE FROM task_fts WHERE rowid = ?1").map_err(db_err)?.execute([doc]).map_err(db_err)?;
         insert_fts(c, doc, t)?;
     }
+    if text_changed {
+        c.prepare_cached("UPDATE search_docs SET text_hash = ?2 WHERE doc_id = ?1")
+            .map_err(db_err)?
+            .execute(params![doc, text_hash(&t.embedding_text())])
+            .map_err(db_err)?;
+    }
     if status_changed {
         let tables: Vec<(String, i64)> = c
             .prepare_cached("SELECT model, dim FROM task_embeddings WHERE task_id = ?1")
@@ -139,25 +145,42 @@ pub(crate) fn text_hash(text: &str) -> String {
 pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
     let mut st = c
         .prepare_cached(&format!(
-            "SELECT {TASK_COLUMNS}, e.text_hash FROM tasks LEFT JOIN task_embeddings e \
-             ON e.task_id = tasks.id AND e.model = ?1 ORDER BY tasks.id DESC"
+            "SELECT {} FROM search_docs d JOIN tasks t ON t.id = d.task_id \
+             LEFT JOIN task_embeddings e ON e.task_id = d.task_id AND e.model = ?1 \
+             WHERE e.text_hash IS NOT d.text_hash ORDER BY d.task_id DESC LIMIT ?2",
+            prefixed()
         ))
         .map_err(db_err)?;
-    let mut rows = st.query([model]).map_err(db_err)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(db_err)? {
-        let t = task_from_row(r).map_err(db_err)?;
-        let have: Option<String> = r.get(17).map_err(db_err)?;
+    let rows = st.query_map(params![model, limit as i64], task_from_row).map_err(db_err)?;
+    rows.map(|t| {
+        let t = t.map_err(db_err)?;
         let text = t.embedding_text();
-        let hash = text_hash(&text);
-        if have.as_deref() != Some(hash.as_str()) {
-            out.push(EmbeddingJob { task_id: t.id, text, text_hash: hash });
-            if out.len() >= limit {
-                break;
-            }
-        }
+        Ok(EmbeddingJob { task_id: t.id, text_hash: text_hash(&text), text })
+    })
+    .collect()
+}
+
+/// Fills in the text hash of search documents written before it was kept (see migration 4).
+pub(crate) fn backfill_text_hashes(c: &Connection) -> Result<usize> {
+    let tasks: Vec<(i64, Task)> = c
+        .prepare(&format!(
+            "SELECT {}, d.doc_id FROM search_docs d JOIN tasks t ON t.id = d.task_id WHERE d.text_hash IS NULL",
+            prefixed()
+        ))
+        .map_err(db_err)?
+        .query_map([], |r| Ok((r.get(17)?, task_from_row(r)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    let tx = c.unchecked_transaction().map_err(db_err)?;
+    for (doc, t) in &tasks {
+        tx.prepare_cached("UPDATE search_docs SET text_hash = ?2 WHERE doc_id = ?1")
+            .map_err(db_err)?
+            .execute(params![doc, text_hash(&t.embedding_text())])
+            .map_err(db_err)?;
     }
-    Ok(out)
+    tx.commit().map_err(db_err)?;
+    Ok(tasks.len())
 }
 
 pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector: &[f32]) -> Result<()> {

@@ -110,3 +110,30 @@ async fn a_rolled_back_vector_is_never_indexed() {
     s.put_embeddings(MODEL, vec![item(&ts[0], vec![1.0, 0.0])]).await.expect("vector");
     assert_eq!(nearest(&s, vec![1.0, 0.0], SearchFilter::default()).await, vec![ts[0].id]);
 }
+
+/// A database from before the text hashes were kept beside the search documents: they are
+/// filled in at open, and the tasks waiting for a vector are still exactly the ones without one.
+#[tokio::test]
+async fn text_hashes_missing_from_an_older_database_are_filled_in_at_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(from_millis(1_800_000_000_000)));
+    let ts = {
+        let s = open(dir.path(), &clock);
+        let ts = tasks(&s, &["alpha", "beta", "gamma"]).await;
+        s.put_embeddings(MODEL, vec![item(&ts[0], vec![1.0, 0.0]), item(&ts[2], vec![0.0, 1.0])]).await.expect("put");
+        ts
+    };
+    let raw = rusqlite::Connection::open(dir.path().join("mc.db")).expect("open raw");
+    let cleared = raw.execute("UPDATE search_docs SET text_hash = NULL", []).expect("clear");
+    assert_eq!(cleared, 3);
+    drop(raw);
+
+    let s = open(dir.path(), &clock);
+    let pending = s.pending_embeddings(MODEL, 10).await.expect("pending");
+    assert_eq!(pending.iter().map(|j| j.task_id).collect::<Vec<_>>(), vec![ts[1].id]);
+    assert_eq!(pending[0].text, "beta");
+    let raw = rusqlite::Connection::open(dir.path().join("mc.db")).expect("open raw");
+    let missing: i64 =
+        raw.query_row("SELECT count(*) FROM search_docs WHERE text_hash IS NULL", [], |r| r.get(0)).expect("count");
+    assert_eq!(missing, 0);
+}

@@ -210,7 +210,10 @@ async fn run() -> Result<()> {
         args.missions,
         t0.elapsed().as_secs_f64()
     );
+    // what the embedding worker's pass costs when every vector is there (the idle case)
+    let t = Instant::now();
     let live = store.pending_embeddings(embedder.model_id(), 1).await?;
+    println!("embedding worker's idle pass (nothing pending): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
     if !live.is_empty() {
         bail!("some tasks have no vector");
     }
