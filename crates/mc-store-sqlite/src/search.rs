@@ -145,9 +145,12 @@ pub(crate) fn text_hash(text: &str) -> String {
 pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
     let mut st = c
         .prepare_cached(&format!(
-            "SELECT {} FROM search_docs d JOIN tasks t ON t.id = d.task_id \
-             LEFT JOIN task_embeddings e ON e.task_id = d.task_id AND e.model = ?1 \
-             WHERE e.text_hash IS NOT d.text_hash ORDER BY d.task_id DESC LIMIT ?2",
+            // newest documents first (a task's document is made with it); tasks are read only
+            // for the documents found
+            "SELECT {} FROM (SELECT d.doc_id, d.task_id FROM search_docs d \
+                 LEFT JOIN task_embeddings e ON e.task_id = d.task_id AND e.model = ?1 \
+                 WHERE e.text_hash IS NOT d.text_hash ORDER BY d.doc_id DESC LIMIT ?2) p \
+             JOIN tasks t ON t.id = p.task_id ORDER BY p.doc_id DESC",
             prefixed()
         ))
         .map_err(db_err)?;
