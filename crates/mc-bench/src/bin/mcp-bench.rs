@@ -12,6 +12,9 @@
 //! Run: `cargo build --release -p mc-cli && cargo run --release -p mc-bench --bin mcp-bench`
 //! (`--mc PATH` when `mc` is not next to this binary).
 
+#[path = "../server_runtime.rs"]
+mod server_runtime;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -77,13 +80,7 @@ impl Stats {
 }
 
 fn main() -> Result<()> {
-    // As `mc server` does.
-    // SAFETY: no other thread exists yet; the runtime is built on the next line.
-    #[allow(unsafe_code)]
-    unsafe {
-        mc_embed::pin_model_threads()
-    };
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+    server_runtime::block_on(run())
 }
 
 async fn run() -> Result<()> {

@@ -6,6 +6,9 @@
 //! Run: `cargo run --release -p mc-bench --bin search-bench -- --tasks 100000 --missions 10`
 //! (add `--postgres` for a throwaway PostgreSQL cluster, or `--database-url postgres://...`).
 
+#[path = "../server_runtime.rs"]
+mod server_runtime;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -131,12 +134,7 @@ fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
 }
 
 fn main() -> Result<()> {
-    // SAFETY: no other thread exists yet; the runtime is built on the next line. (As `mc server`.)
-    #[allow(unsafe_code)]
-    unsafe {
-        mc_embed::pin_model_threads()
-    };
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+    server_runtime::block_on(run())
 }
 
 async fn run() -> Result<()> {
