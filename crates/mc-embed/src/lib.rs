@@ -14,6 +14,8 @@
 //! The workspace dependency is declared with `default-features = false`; a crate that needs the local models
 //! enables `features = ["local-models"]`, one that only needs the trait, hashing or the HTTP client does not.
 
+#[cfg(feature = "local-models")]
+mod bert;
 mod config;
 mod hashing;
 #[cfg(feature = "local-models")]
