@@ -13,12 +13,17 @@
 //! Numerics follow Hugging Face's `BertModel` (post-layer-norm blocks, exact erf GELU, softmax attention scaled by
 //! `1/sqrt(head size)`); outputs agree with candle's to about 1e-6, which the tests check.
 
+use std::ops::Range;
+
 use pulp::{Arch, Simd, WithSimd};
 
 /// Output columns per weight panel.
 const NR: usize = 16;
 /// Token rows per block of the matrix product.
 const MR: usize = 6;
+/// Multiply-adds of one matrix product above which it is split between two threads (about 40 µs of work; the
+/// smallest product of a 9-token query, 1.3 M, is split).
+const PARALLEL_MACS: usize = 1 << 20;
 
 /// The sizes of a BERT encoder, as in its `config.json`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -190,11 +195,46 @@ impl Linear {
     }
 
     /// `out[r][c] = bias[c] + Σ x[r][kk]·W[c][kk]` for `rows` rows; `packed` is `x` from [`pack_rows`].
+    ///
+    /// With more than one model thread and enough work, the second half of the panels is computed on another
+    /// thread of the pool (into `scratch`, then copied in place).
     #[inline(always)]
-    fn forward<S: Simd>(&self, simd: S, packed: &[f32], rows: usize, out: &mut [f32]) {
+    fn forward<S: Simd>(&self, simd: S, packed: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        let count = self.n.div_ceil(NR);
+        if count < 2 || rows * self.n * self.k < PARALLEL_MACS || rayon::current_num_threads() < 2 {
+            self.panels(simd, packed, rows, 0..count, out, self.n);
+            return;
+        }
+        let mid = count / 2;
+        let split = mid * NR;
+        let width = self.n - split;
+        scratch.clear();
+        scratch.resize(rows * width, 0.0);
+        rayon::join(
+            || simd.vectorize(Panels { linear: self, packed, rows, range: 0..mid, out, stride: self.n }),
+            || simd.vectorize(Panels { linear: self, packed, rows, range: mid..count, out: scratch, stride: width }),
+        );
+        for (row, part) in out.chunks_exact_mut(self.n).zip(scratch.chunks_exact(width)) {
+            row[split..].copy_from_slice(part);
+        }
+    }
+
+    /// The columns of panels `range` into `out`, whose rows are `stride` long and start at the range's first column.
+    #[inline(always)]
+    fn panels<S: Simd>(
+        &self,
+        simd: S,
+        packed: &[f32],
+        rows: usize,
+        range: Range<usize>,
+        out: &mut [f32],
+        stride: usize,
+    ) {
         let k = self.k;
+        let first = range.start * NR;
         let mut block = [[0.0f32; NR]; MR];
-        for (p, panel) in self.panels.chunks_exact(k * NR).enumerate() {
+        for p in range {
+            let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
             let col = p * NR;
             let width = NR.min(self.n - col);
             for (b, a) in packed.chunks_exact(k * MR).enumerate() {
@@ -208,13 +248,32 @@ impl Linear {
                     _ => micro_kernel::<S, MR>(simd, a, panel, &mut block),
                 }
                 for (r, acc) in block.iter().enumerate().take(rows.saturating_sub(b * MR)) {
-                    let row = &mut out[(b * MR + r) * self.n + col..][..width];
+                    let row = &mut out[(b * MR + r) * stride + col - first..][..width];
                     for ((o, v), bias) in row.iter_mut().zip(acc).zip(&self.bias[col..col + width]) {
                         *o = v + bias;
                     }
                 }
             }
         }
+    }
+}
+
+/// [`Linear::panels`] as an operation to run, on another thread, in the vector unit's context.
+struct Panels<'a> {
+    linear: &'a Linear,
+    packed: &'a [f32],
+    rows: usize,
+    range: Range<usize>,
+    out: &'a mut [f32],
+    stride: usize,
+}
+
+impl WithSimd for Panels<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        self.linear.panels(simd, self.packed, self.rows, self.range, self.out, self.stride);
     }
 }
 
@@ -399,7 +458,8 @@ impl Bert {
                 return Err(format!("text {i} has token type {t} outside the {} types", self.shape.type_vocab));
             }
         }
-        Ok(self.arch.dispatch(Forward { bert: self, texts }))
+        // Inside the model thread pool, so the products' halves are handed between its threads cheaply.
+        Ok(rayon::scope(|_| self.arch.dispatch(Forward { bert: self, texts })))
     }
 }
 
@@ -440,25 +500,26 @@ impl WithSimd for Forward<'_> {
         let mut attended = vec![0.0f32; rows * h];
         let mut up = vec![0.0f32; rows * shape.intermediate];
         let mut scores = Vec::new();
+        let mut scratch = Vec::new();
         for layer in &bert.layers {
             pack_rows(&x, rows, h, &mut packed);
-            layer.qkv.forward(simd, &packed, rows, &mut qkv);
+            layer.qkv.forward(simd, &packed, rows, &mut qkv, &mut scratch);
             attention(&qkv, texts, shape.heads, h, &mut scores, &mut context);
 
             pack_rows(&context, rows, h, &mut packed);
-            layer.attention_out.forward(simd, &packed, rows, &mut attended);
+            layer.attention_out.forward(simd, &packed, rows, &mut attended, &mut scratch);
             for (a, r) in attended.iter_mut().zip(&x) {
                 *a += r;
             }
             layer.attention_norm.apply(&mut attended);
 
             pack_rows(&attended, rows, h, &mut packed);
-            layer.up.forward(simd, &packed, rows, &mut up);
+            layer.up.forward(simd, &packed, rows, &mut up, &mut scratch);
             for v in &mut up {
                 *v = gelu(*v);
             }
             pack_rows(&up, rows, shape.intermediate, &mut packed);
-            layer.down.forward(simd, &packed, rows, &mut x);
+            layer.down.forward(simd, &packed, rows, &mut x, &mut scratch);
             for (o, r) in x.iter_mut().zip(&attended) {
                 *o += r;
             }
@@ -590,17 +651,20 @@ mod tests {
                 let mut packed = Vec::new();
                 pack_rows(x, rows, linear.k, &mut packed);
                 let mut out = vec![f32::NAN; rows * linear.n];
-                linear.forward(simd, &packed, rows, &mut out);
+                linear.forward(simd, &packed, rows, &mut out, &mut Vec::new());
                 out
             }
         }
-        for (rows, n, k) in [(1, 1, 1), (5, 17, 3), (13, 40, 33), (6, 16, 384)] {
+        // Two model threads, so that the largest shape (over `PARALLEL_MACS`) is split between them.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("thread pool");
+        for (rows, n, k) in [(1, 1, 1), (5, 17, 3), (13, 40, 33), (6, 16, 384), (11, 200, 600)] {
+            assert_eq!(rows * n * k >= PARALLEL_MACS, (rows, n, k) == (11, 200, 600));
             let weight: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
             let bias: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
             let x: Vec<f32> = (0..rows * k).map(|i| ((i * 104_729) % 97) as f32 / 48.0 - 1.0).collect();
             let linear = Linear::new(&weight, bias.clone(), n, k);
             assert_eq!(linear.unpacked(), weight);
-            let got = Arch::new().dispatch(Run(&linear, &x, rows));
+            let got = pool.install(|| Arch::new().dispatch(Run(&linear, &x, rows)));
             for r in 0..rows {
                 for c in 0..n {
                     let want = bias[c] + (0..k).map(|i| x[r * k + i] * weight[c * k + i]).sum::<f32>();

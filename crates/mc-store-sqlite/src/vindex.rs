@@ -24,6 +24,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use pulp::WithSimd;
+
 /// Coarse candidates kept per requested result before the int8 re-rank.
 const OVERSAMPLE: usize = 8;
 /// Partitions up to this many rows are ranked by int8 directly (the coarse stage would save
@@ -91,6 +93,10 @@ fn quantise(v: &[f32]) -> Quantised {
 /// vector multiply-adds (a plain running sum is vectorised four bytes at a time).
 const LANES: usize = 16;
 
+/// The int8 dot product. Deliberately not inlined into the run-time dispatched scan: the
+/// baseline (SSE2) build of this loop ranks 10.9k rows in 0.40 ms, the AVX2 build the compiler
+/// makes of it in 0.66 ms.
+#[inline(never)]
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     let mut acc = [0i32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -104,6 +110,7 @@ fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     acc.iter().sum::<i32>() + tail
 }
 
+#[inline(always)]
 fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
@@ -313,53 +320,11 @@ impl VecIndex {
             allowed & (1 << p.statuses[i]) != 0 && filter.kluster.is_none_or(|k| *p.klusters[i] == *k)
         };
         let rows: usize = parts.iter().map(|p| p.docs.len()).sum();
-        let rank = |p: &Partition, i: usize| {
-            let row = &p.bytes[i * t.dim..(i + 1) * t.dim];
-            dot_i8(row, &q.bytes) as f32 * p.scales[i] * q.scale
-        };
-        // best `n` by int8 similarity, over either every passing row or the coarse candidates
-        let mut best: BinaryHeap<Reverse<(Ordered, i64)>> = BinaryHeap::with_capacity(n + 1);
-        let mut keep = |score: f32, doc: i64| {
-            if best.len() < n {
-                best.push(Reverse((Ordered(score), doc)));
-            } else if best.peek().is_some_and(|Reverse(worst)| (Ordered(score), doc) > *worst) {
-                best.pop();
-                best.push(Reverse((Ordered(score), doc)));
-            }
-        };
-        if rows <= DIRECT_RANK_ROWS {
-            for p in &parts {
-                for i in 0..p.docs.len() {
-                    if passes(p, i) {
-                        keep(rank(p, i), p.docs[i]);
-                    }
-                }
-            }
-        } else {
-            let coarse_n = n.saturating_mul(OVERSAMPLE).max(64);
-            let mut coarse: BinaryHeap<(u32, usize, usize)> = BinaryHeap::with_capacity(coarse_n + 1);
-            for (pi, p) in parts.iter().enumerate() {
-                for i in 0..p.docs.len() {
-                    if !passes(p, i) {
-                        continue;
-                    }
-                    let d = hamming(&p.bits[i * t.words..(i + 1) * t.words], &q.bits);
-                    if coarse.len() < coarse_n {
-                        coarse.push((d, pi, i));
-                    } else if coarse.peek().is_some_and(|top| d < top.0) {
-                        coarse.pop();
-                        coarse.push((d, pi, i));
-                    }
-                }
-            }
-            for (_, pi, i) in coarse {
-                let p = parts[pi];
-                keep(rank(p, i), p.docs[i]);
-            }
-        }
-        let mut out: Vec<(i64, f32)> = best.into_iter().map(|Reverse((Ordered(s), d))| (d, s)).collect();
-        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        out
+        let scan = Scan { dim: t.dim, words: t.words, parts: &parts, q: &q, passes, n, rows };
+        // Compiled for the widest vector unit the CPU has, chosen at run time: AVX2 machines have a popcount
+        // instruction, which the coarse scan's bit counts need (the baseline build has none): 100k rows of one
+        // mission 0.74 -> 0.46 ms.
+        pulp::Arch::new().dispatch(scan)
     }
 
     /// The approximate cosine similarity (int8 precision) of `query` to each of `docs`, `None`
@@ -382,6 +347,73 @@ impl VecIndex {
     fn len(&self) -> usize {
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         tables.values().map(|t| t.home.len()).sum()
+    }
+}
+
+/// The ranking part of [`VecIndex::nearest`], as an operation for [`pulp::Arch::dispatch`].
+struct Scan<'a, P> {
+    dim: usize,
+    words: usize,
+    parts: &'a [&'a Partition],
+    q: &'a Quantised,
+    passes: P,
+    n: usize,
+    rows: usize,
+}
+
+impl<P: Fn(&Partition, usize) -> bool> WithSimd for Scan<'_, P> {
+    type Output = Vec<(i64, f32)>;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> Self::Output {
+        let Scan { dim, words, parts, q, passes, n, rows } = self;
+        let rank = |p: &Partition, i: usize| {
+            let row = &p.bytes[i * dim..(i + 1) * dim];
+            dot_i8(row, &q.bytes) as f32 * p.scales[i] * q.scale
+        };
+        // best `n` by int8 similarity, over either every passing row or the coarse candidates
+        let mut best: BinaryHeap<Reverse<(Ordered, i64)>> = BinaryHeap::with_capacity(n + 1);
+        let mut keep = |score: f32, doc: i64| {
+            if best.len() < n {
+                best.push(Reverse((Ordered(score), doc)));
+            } else if best.peek().is_some_and(|Reverse(worst)| (Ordered(score), doc) > *worst) {
+                best.pop();
+                best.push(Reverse((Ordered(score), doc)));
+            }
+        };
+        if rows <= DIRECT_RANK_ROWS {
+            for p in parts {
+                for i in 0..p.docs.len() {
+                    if passes(p, i) {
+                        keep(rank(p, i), p.docs[i]);
+                    }
+                }
+            }
+        } else {
+            let coarse_n = n.saturating_mul(OVERSAMPLE).max(64);
+            let mut coarse: BinaryHeap<(u32, usize, usize)> = BinaryHeap::with_capacity(coarse_n + 1);
+            for (pi, p) in parts.iter().enumerate() {
+                for i in 0..p.docs.len() {
+                    if !passes(p, i) {
+                        continue;
+                    }
+                    let d = hamming(&p.bits[i * words..(i + 1) * words], &q.bits);
+                    if coarse.len() < coarse_n {
+                        coarse.push((d, pi, i));
+                    } else if coarse.peek().is_some_and(|top| d < top.0) {
+                        coarse.pop();
+                        coarse.push((d, pi, i));
+                    }
+                }
+            }
+            for (_, pi, i) in coarse {
+                let p = parts[pi];
+                keep(rank(p, i), p.docs[i]);
+            }
+        }
+        let mut out: Vec<(i64, f32)> = best.into_iter().map(|Reverse((Ordered(s), d))| (d, s)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
     }
 }
 
