@@ -2,7 +2,7 @@
 //! vectors (one per dimension, partitioned by mission, with kluster, status and model as
 //! metadata filtered during the KNN scan), and the reciprocal-rank fusion of both.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Once;
 
 use mc_domain::ledger::sha256_hex;
@@ -380,9 +380,9 @@ fn prefixed() -> String {
     TASK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Full-text candidates, best first. Mission, kluster and status filters are scope tokens in the
-/// match itself; only labels are checked on the joined rows.
-fn text_candidates(c: &Connection, words: &FtsQuery, f: &SearchFilter, n: usize) -> Result<Vec<(i64, Task)>> {
+/// Full-text candidates (document ids), best first. Mission, kluster and status filters are scope
+/// tokens in the match itself; only labels are checked on joined task rows, when asked for.
+fn text_candidates(c: &Connection, words: &FtsQuery, f: &SearchFilter, n: usize) -> Result<Vec<i64>> {
     let mut q = format!("({})", words.expr);
     if let Some(m) = f.mission_id {
         q.push_str(&format!(" AND scope : {}", scope_token('m', &m.to_string())));
@@ -412,23 +412,24 @@ fn text_candidates(c: &Connection, words: &FtsQuery, f: &SearchFilter, n: usize)
         ("rowid AS doc", "rowid DESC", "f.doc DESC")
     };
     let mut sql = format!(
-        "SELECT {}, f.doc FROM (SELECT {columns} FROM task_fts WHERE task_fts MATCH ? ORDER BY {inner_order} LIMIT ?) f \
-         JOIN search_docs d ON d.doc_id = f.doc JOIN tasks t ON t.id = d.task_id WHERE 1 = 1",
-        prefixed()
+        "SELECT f.doc FROM (SELECT {columns} FROM task_fts WHERE task_fts MATCH ? ORDER BY {inner_order} LIMIT ?) f"
     );
     let mut args = vec![Value::Text(q), Value::Integer(n as i64)];
-    let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
-    filter_sql(&label_filter, &mut sql, &mut args, false);
+    if !f.labels.is_empty() {
+        sql.push_str(" JOIN search_docs d ON d.doc_id = f.doc JOIN tasks t ON t.id = d.task_id WHERE 1 = 1");
+        let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
+        filter_sql(&label_filter, &mut sql, &mut args, false);
+    }
     sql.push_str(&format!(" ORDER BY {outer_order}"));
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;
-    st.query_map(params_from_iter(args), |r| Ok((r.get(17)?, task_from_row(r)?)))
+    st.query_map(params_from_iter(args), |r| r.get(0))
         .map_err(db_err)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db_err)
 }
 
-/// Vector candidates, nearest first, with their (approximate) cosine similarity: the nearest
-/// documents come from the in-memory index, their tasks (and the label filter) from SQLite.
+/// Vector candidates (document ids), nearest first, with their (approximate) cosine similarity:
+/// the nearest documents come from the in-memory index, the label filter (if any) from SQLite.
 fn vector_candidates(
     c: &Connection,
     index: &VecIndex,
@@ -436,7 +437,7 @@ fn vector_candidates(
     v: &[f32],
     f: &SearchFilter,
     n: usize,
-) -> Result<Vec<((i64, Task), f32)>> {
+) -> Result<Vec<(i64, f32)>> {
     let (mission, kluster) = (f.mission_id.map(|m| m.to_string()), f.kluster_id.map(|k| k.to_string()));
     let filter = vindex::Filter {
         mission: mission.as_deref(),
@@ -444,24 +445,23 @@ fn vector_candidates(
         statuses: f.statuses.iter().map(|s| s.as_str()).collect(),
     };
     let nearest = index.nearest(&vec_table(model, v.len()), v, &filter, n);
-    if nearest.is_empty() {
-        return Ok(vec![]);
+    if nearest.is_empty() || f.labels.is_empty() {
+        return Ok(nearest);
     }
     let mut sql = format!(
-        "SELECT {}, d.doc_id FROM search_docs d JOIN tasks t ON t.id = d.task_id WHERE d.doc_id IN ({})",
-        prefixed(),
+        "SELECT d.doc_id FROM search_docs d JOIN tasks t ON t.id = d.task_id WHERE d.doc_id IN ({})",
         vec!["?"; nearest.len()].join(", ")
     );
     let mut args: Vec<Value> = nearest.iter().map(|(d, _)| Value::Integer(*d)).collect();
     let label_filter = SearchFilter { labels: f.labels.clone(), ..Default::default() };
     filter_sql(&label_filter, &mut sql, &mut args, false);
     let mut st = c.prepare_cached(&sql).map_err(db_err)?;
-    let mut tasks: HashMap<i64, Task> = st
-        .query_map(params_from_iter(args), |r| Ok((r.get::<_, i64>(17)?, task_from_row(r)?)))
+    let labelled: HashSet<i64> = st
+        .query_map(params_from_iter(args), |r| r.get(0))
         .map_err(db_err)?
-        .collect::<rusqlite::Result<HashMap<_, _>>>()
+        .collect::<rusqlite::Result<HashSet<_>>>()
         .map_err(db_err)?;
-    Ok(nearest.into_iter().filter_map(|(d, cos)| tasks.remove(&d).map(|t| ((d, t), cos))).collect())
+    Ok(nearest.into_iter().filter(|(d, _)| labelled.contains(d)).collect())
 }
 
 /// Loads every `vec0` table into the in-memory index (at open, before the writer starts).
@@ -514,27 +514,48 @@ pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> R
         Some(v) => vector_candidates(c, index, &v.model, &v.vector, &req.filter, n)?,
         None => vec![],
     };
-    let fused = fuse(text, vector, |(_, t)| t.id, req.limit);
+    // Fused on document ids; the tasks are read for the fused hits only (not for every candidate).
+    let fused = fuse(text, vector, |d| *d, req.limit);
+    let docs: Vec<i64> = fused.iter().map(|f| f.item).collect();
+    let mut tasks = tasks_of_docs(c, &docs)?;
     let similarity = match &req.vector {
         // every hit gets its similarity, text-only hits too (callers judge overlap on it)
-        Some(v) => {
-            let docs: Vec<i64> = fused.iter().map(|f| f.item.0).collect();
-            index.similarities(&vec_table(&v.model, v.vector.len()), &v.vector, &docs)
-        }
+        Some(v) => index.similarities(&vec_table(&v.model, v.vector.len()), &v.vector, &docs),
         None => vec![None; fused.len()],
     };
     let out: Vec<SearchHit> = fused
         .into_iter()
         .zip(similarity)
-        .map(|(f, cos)| SearchHit {
-            task: f.item.1,
-            score: f.score,
-            text_rank: f.text_rank,
-            vector_rank: f.vector_rank,
-            cosine: cos.or(f.cosine),
+        .filter_map(|(f, cos)| {
+            Some(SearchHit {
+                task: tasks.remove(&f.item)?,
+                score: f.score,
+                text_rank: f.text_rank,
+                vector_rank: f.vector_rank,
+                cosine: cos.or(f.cosine),
+            })
         })
         .collect();
     Ok(out)
+}
+
+/// The tasks of search documents, by document id.
+fn tasks_of_docs(c: &Connection, docs: &[i64]) -> Result<HashMap<i64, Task>> {
+    if docs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT {}, d.doc_id FROM search_docs d JOIN tasks t ON t.id = d.task_id WHERE d.doc_id IN ({})",
+        prefixed(),
+        vec!["?"; docs.len()].join(", ")
+    );
+    let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+    st.query_map(params_from_iter(docs.iter().map(|d| Value::Integer(*d))), |r| {
+        Ok((r.get::<_, i64>(17)?, task_from_row(r)?))
+    })
+    .map_err(db_err)?
+    .collect::<rusqlite::Result<HashMap<_, _>>>()
+    .map_err(db_err)
 }
 
 pub(crate) fn with_paths(c: &Connection, f: &SearchFilter, limit: usize) -> Result<Vec<Task>> {
