@@ -2,7 +2,8 @@
 //!
 //! Implementations:
 //! - [`PocketEmbedder`] (feature `local-models`, the zero-setup default): the quantised paraphrase-MiniLM-L3-v2
-//!   compiled into the `pocket-encoder` crate. No files, no network.
+//!   that the `pocket-encoder` crate publishes, compiled in and run by this crate's own BERT forward pass (weights
+//!   packed once, run-time SIMD dispatch). No files, no network.
 //! - [`MiniLmDirEmbedder`] (feature `local-models`): an all-MiniLM-L6-v2 style directory (`config.json`,
 //!   `tokenizer.json`, `model.safetensors`) run with candle.
 //! - [`OpenAiEmbedder`]: any OpenAI-compatible `POST {base_url}/embeddings` endpoint (OpenAI, Ollama, vLLM, ...).
@@ -32,11 +33,12 @@ pub use openai::OpenAiEmbedder;
 #[cfg(feature = "local-models")]
 pub use pocket::{POCKET_MODEL_ID, PocketEmbedder};
 
-/// The variable that sets how many threads the in-process models (candle) use.
+/// The variable that sets how many threads the in-process models use (rayon's pool: the bundled model splits its
+/// matrix products over it, candle runs on it).
 pub const ENV_THREADS: &str = "RAYON_NUM_THREADS";
 
-/// Pins the thread count of the in-process models (candle) to candle's own default, the physical
-/// cores, unless [`ENV_THREADS`] already sets one.
+/// Pins the thread count of the in-process models to candle's own default, the physical cores, unless
+/// [`ENV_THREADS`] already sets one.
 ///
 /// Candle asks for its thread count on every matrix product and, unpinned, counts the physical cores by
 /// parsing `/proc/cpuinfo` each time: about a fifth of the time of embedding one short query with the
