@@ -5,7 +5,7 @@
 //!   that the `pocket-encoder` crate publishes, compiled in and run by this crate's own BERT forward pass (weights
 //!   packed once, run-time SIMD dispatch). No files, no network.
 //! - [`MiniLmDirEmbedder`] (feature `local-models`): an all-MiniLM-L6-v2 style directory (`config.json`,
-//!   `tokenizer.json`, `model.safetensors`) run with candle.
+//!   `tokenizer.json`, `model.safetensors`), run by the same forward pass.
 //! - [`OpenAiEmbedder`]: any OpenAI-compatible `POST {base_url}/embeddings` endpoint (OpenAI, Ollama, vLLM, ...).
 //! - [`HashingEmbedder`]: deterministic feature hashing, for unit tests only (no semantics beyond shared words).
 //!

@@ -1,9 +1,11 @@
-//! A sentence-transformers BERT model from a local directory (all-MiniLM-L6-v2 and its kin), run with candle.
+//! A sentence-transformers BERT model from a local directory (all-MiniLM-L6-v2 and its kin), run by this crate's
+//! own forward pass ([`crate::bert`]).
 //!
 //! The directory holds `config.json` (BERT config), `tokenizer.json` (Hugging Face tokenizer) and
-//! `model.safetensors`. Texts are tokenised with special tokens and truncated to [`MAX_TOKENS`] tokens; batches of
-//! up to [`BATCH`] texts of similar length are padded together, run through the BERT encoder with the attention
-//! mask, mean-pooled over the real tokens and L2-normalised, as sentence-transformers does for these models.
+//! `model.safetensors` (f32, f16 or bf16 weights, with or without the `bert.` prefix). Texts are tokenised with
+//! special tokens and truncated to [`MAX_TOKENS`] tokens; up to [`BATCH`] texts go through the encoder together
+//! (their tokens stacked, no padding), are mean-pooled over their tokens and L2-normalised, as sentence-transformers
+//! does for these models.
 //!
 //! The constructor only checks the files and reads `config.json`; the tokenizer and the weights (read into memory:
 //! no mmap, the workspace forbids `unsafe`) are loaded once, on first use or with [`MiniLmDirEmbedder::load`].
@@ -11,11 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use safetensors::{Dtype, SafeTensors};
 use tokenizers::{Tokenizer, TruncationParams};
 
+use crate::bert::{Bert, BertShape, Tokens, Weights};
 use crate::{EmbedError, Embedder, check_texts, join_error, l2_normalize};
 
 /// Tokens per text, special tokens included (sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2).
@@ -34,14 +35,13 @@ pub struct MiniLmDirEmbedder {
 struct Inner {
     dir: PathBuf,
     model_id: String,
-    config: Config,
+    shape: BertShape,
     loaded: OnceLock<Result<Loaded, String>>,
 }
 
 struct Loaded {
-    model: BertModel,
+    bert: Bert,
     tokenizer: Tokenizer,
-    pad_id: u32,
 }
 
 impl std::fmt::Debug for MiniLmDirEmbedder {
@@ -49,7 +49,7 @@ impl std::fmt::Debug for MiniLmDirEmbedder {
         f.debug_struct("MiniLmDirEmbedder")
             .field("dir", &self.inner.dir)
             .field("model_id", &self.inner.model_id)
-            .field("dim", &self.inner.config.hidden_size)
+            .field("dim", &self.inner.shape.hidden)
             .field("loaded", &matches!(self.inner.loaded.get(), Some(Ok(_))))
             .finish()
     }
@@ -73,14 +73,13 @@ impl MiniLmDirEmbedder {
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path)
             .map_err(|e| EmbedError::Invalid(format!("cannot read {}: {e}", config_path.display())))?;
-        let config: Config = serde_json::from_str(&config_text)
+        let shape = serde_json::from_str(&config_text)
+            .map_err(|e| e.to_string())
+            .and_then(|config| BertShape::from_config(&config))
             .map_err(|e| EmbedError::Invalid(format!("{} is not a BERT config: {e}", config_path.display())))?;
-        if config.hidden_size == 0 {
-            return Err(EmbedError::Invalid(format!("{} has hidden_size 0", config_path.display())));
-        }
         let fingerprint = fingerprint(&dir, &config_text)?;
         let model_id = format!("minilm-dir/{}@{fingerprint}", display_name(&dir));
-        Ok(Self { inner: Arc::new(Inner { dir, model_id, config, loaded: OnceLock::new() }) })
+        Ok(Self { inner: Arc::new(Inner { dir, model_id, shape, loaded: OnceLock::new() }) })
     }
 
     /// The model directory.
@@ -100,7 +99,7 @@ impl MiniLmDirEmbedder {
             .loaded
             .get_or_init(|| {
                 let start = std::time::Instant::now();
-                let loaded = load(&self.inner.dir, &self.inner.config);
+                let loaded = load(&self.inner.dir, self.inner.shape);
                 match &loaded {
                     Ok(_) => tracing::info!(
                         model_id = %self.inner.model_id,
@@ -119,76 +118,75 @@ impl MiniLmDirEmbedder {
 
     fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let loaded = self.loaded()?;
-        let mut encoded = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            let enc = loaded
-                .tokenizer
-                .encode(text.as_str(), true)
-                .map_err(|e| EmbedError::Invalid(format!("tokenizing text {i}: {e}")))?;
-            encoded.push((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()));
-        }
-        // Longest first, so each batch pads to a similar length; results go back to input order.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].0.len()));
-        let mut out = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(BATCH) {
-            let rows: Vec<(&[u32], &[u32])> =
-                batch.iter().map(|&i| (encoded[i].0.as_slice(), encoded[i].1.as_slice())).collect();
-            let vectors = forward(loaded, &rows)
+        let mut out = Vec::with_capacity(texts.len());
+        for (c, chunk) in texts.chunks(BATCH).enumerate() {
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for (i, text) in chunk.iter().enumerate() {
+                let enc = loaded
+                    .tokenizer
+                    .encode(text.as_str(), true)
+                    .map_err(|e| EmbedError::Invalid(format!("tokenizing text {}: {e}", c * BATCH + i)))?;
+                encoded.push((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()));
+            }
+            let tokens: Vec<Tokens<'_>> = encoded.iter().map(|(ids, types)| (&ids[..], &types[..])).collect();
+            let vectors = loaded
+                .bert
+                .mean_pooled(&tokens)
                 .map_err(|e| EmbedError::Invalid(format!("model {}: inference failed: {e}", self.inner.model_id)))?;
-            for (&i, mut v) in batch.iter().zip(vectors) {
+            for (i, mut v) in vectors.into_iter().enumerate() {
                 if !l2_normalize(&mut v) {
                     return Err(EmbedError::Invalid(format!(
-                        "model {} gave a zero vector for text {i}",
-                        self.inner.model_id
+                        "model {} gave a zero vector for text {}",
+                        self.inner.model_id,
+                        c * BATCH + i
                     )));
                 }
-                out[i] = v;
+                out.push(v);
             }
         }
         Ok(out)
     }
 }
 
-fn load(dir: &Path, config: &Config) -> Result<Loaded, String> {
+fn load(dir: &Path, shape: BertShape) -> Result<Loaded, String> {
     let tokenizer_path = dir.join("tokenizer.json");
     let mut tokenizer =
         Tokenizer::from_file(&tokenizer_path).map_err(|e| format!("cannot load {}: {e}", tokenizer_path.display()))?;
-    let pad_id = tokenizer.get_padding().map_or(config.pad_token_id as u32, |p| p.pad_id);
     tokenizer.with_padding(None);
     tokenizer
-        .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+        .with_truncation(Some(TruncationParams {
+            max_length: MAX_TOKENS.min(shape.max_positions),
+            ..Default::default()
+        }))
         .map_err(|e| format!("cannot configure truncation: {e}"))?;
     let weights_path = dir.join("model.safetensors");
     let bytes = std::fs::read(&weights_path).map_err(|e| format!("cannot read {}: {e}", weights_path.display()))?;
-    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
+    let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{} is not a safetensors file: {e}", weights_path.display()))?;
-    let model = BertModel::load(vb, config)
+    let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
+    let bert = Bert::load(&DirWeights { file, prefix }, shape)
         .map_err(|e| format!("{} does not match config.json: {e}", weights_path.display()))?;
-    Ok(Loaded { model, tokenizer, pad_id })
+    Ok(Loaded { bert, tokenizer })
 }
 
-/// One forward pass over `rows` (token ids, type ids), padded to the longest; returns mean-pooled vectors.
-fn forward(loaded: &Loaded, rows: &[(&[u32], &[u32])]) -> candle_core::Result<Vec<Vec<f32>>> {
-    let len = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
-    let mut ids = vec![loaded.pad_id; rows.len() * len];
-    let mut types = vec![0u32; rows.len() * len];
-    let mut mask = vec![0u32; rows.len() * len];
-    for (r, (row_ids, row_types)) in rows.iter().enumerate() {
-        let start = r * len;
-        ids[start..start + row_ids.len()].copy_from_slice(row_ids);
-        types[start..start + row_types.len()].copy_from_slice(row_types);
-        mask[start..start + row_ids.len()].fill(1);
+/// Tensors of a Hugging Face BERT checkpoint, in f32, f16 or bf16.
+struct DirWeights<'a> {
+    file: SafeTensors<'a>,
+    prefix: &'static str,
+}
+
+impl Weights for DirWeights<'_> {
+    fn tensor(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
+        let view = self.file.tensor(&format!("{}{name}", self.prefix)).map_err(|e| format!("{name}: {e}"))?;
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => return Err(format!("{name} is {other:?}; f32, f16 or bf16 expected")),
+        };
+        Ok((view.shape().to_vec(), values))
     }
-    let shape = (rows.len(), len);
-    let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
-    let types = Tensor::from_vec(types, shape, &Device::Cpu)?;
-    let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
-    let hidden = loaded.model.forward(&ids, &types, Some(&mask))?; // (batch, len, hidden)
-    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (batch, len, 1)
-    let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (batch, hidden)
-    let counts = mask.sum(1)?; // (batch, 1); at least 2 ([CLS] and [SEP])
-    summed.broadcast_div(&counts)?.to_vec2::<f32>()
 }
 
 /// Directory name for the model id; a generic last component such as `model` is qualified by its parent.
@@ -254,7 +252,7 @@ impl Embedder for MiniLmDirEmbedder {
     }
 
     fn dim(&self) -> usize {
-        self.inner.config.hidden_size
+        self.inner.shape.hidden
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

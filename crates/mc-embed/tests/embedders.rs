@@ -357,10 +357,10 @@ mod minilm {
     }
 
     #[tokio::test]
-    async fn batch_with_padding_equals_singles() {
+    async fn batch_of_very_different_lengths_equals_singles() {
         let Some(dir) = model_dir() else { return };
         let e = MiniLmDirEmbedder::new(&dir).expect("model dir");
-        // Very different lengths, so short texts are padded within the batch; one exceeds the 256-token cut.
+        // Very different lengths stacked in one forward pass; one exceeds the 256-token cut.
         let texts = strings(&[
             "Fix the flaky login test",
             "ok",
