@@ -14,6 +14,7 @@ use mc_domain::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::search::MatchCounts;
 use crate::vindex::{self, VecIndex};
 
 /// How hard SQLite syncs at commit.
@@ -96,8 +97,9 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer; changes to vector tables reach `index` once committed.
-    pub(crate) fn start(conn: Connection, max_batch: usize, index: Arc<VecIndex>) -> Self {
+    /// Starts the writer; changes to vector tables reach `index` once committed, and the number of
+    /// changed rows reaches `counts`.
+    pub(crate) fn start(conn: Connection, max_batch: usize, index: Arc<VecIndex>, counts: Arc<MatchCounts>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(8192);
         std::thread::Builder::new()
             .name("mc-sqlite-writer".into())
@@ -111,7 +113,7 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&conn, &mut batch, &index);
+                    run_batch(&conn, &mut batch, &index, &counts);
                 }
                 tracing::debug!("sqlite writer stopped");
             })
@@ -164,7 +166,7 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<T>) 
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, index: &VecIndex) {
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, index: &VecIndex, counts: &MatchCounts) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
         for job in batch.drain(..) {
@@ -184,6 +186,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, index: &VecIndex) {
             let _ = conn.execute_batch("ROLLBACK");
         }
     }
+    // Before any caller hears of its write, so that no search after it reuses a count taken before.
+    counts.committed(conn.total_changes());
     for finish in finishers {
         finish(commit.clone());
     }

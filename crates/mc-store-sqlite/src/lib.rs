@@ -64,6 +64,8 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     /// Nearest-neighbour index over the vectors in the `vec0` tables.
     index: Arc<VecIndex>,
+    /// Full-text match counts kept between searches (they choose query plans).
+    counts: Arc<search::MatchCounts>,
     /// Dropping it stops the checkpoint thread.
     _checkpointer: std::sync::mpsc::Sender<()>,
 }
@@ -96,10 +98,11 @@ impl SqliteStore {
         if vectors > 0 {
             tracing::info!(vectors, ms = started.elapsed().as_millis() as u64, "vector index loaded");
         }
-        let writer = Writer::start(write_conn, config.max_batch.max(1), Arc::clone(&index));
+        let counts = Arc::new(search::MatchCounts::default());
+        let writer = Writer::start(write_conn, config.max_batch.max(1), Arc::clone(&index), Arc::clone(&counts));
         let readers = Readers::open(&config.path, config.readers.max(1))?;
         let checkpointer = conn::start_checkpointer(&config.path, Duration::from_millis(500))?;
-        Ok(Self { path: config.path, writer, readers, clock: config.clock, index, _checkpointer: checkpointer })
+        Ok(Self { path: config.path, writer, readers, clock: config.clock, index, counts, _checkpointer: checkpointer })
     }
 
     pub fn path(&self) -> &Path {
@@ -785,8 +788,8 @@ impl Store for SqliteStore {
 
     async fn search_tasks(&self, req: &SearchRequest) -> Result<Vec<SearchHit>> {
         let req = req.clone();
-        let index = Arc::clone(&self.index);
-        self.read(move |c| search::search(c, &index, &req)).await
+        let (index, counts) = (Arc::clone(&self.index), Arc::clone(&self.counts));
+        self.read(move |c| search::search(c, &index, &counts, &req)).await
     }
 
     async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>> {

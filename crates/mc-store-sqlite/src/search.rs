@@ -3,7 +3,9 @@
 //! metadata filtered during the KNN scan), and the reciprocal-rank fusion of both.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mc_domain::ledger::sha256_hex;
 use mc_domain::{Error, Result, Task, TaskId, TaskStatus};
@@ -306,18 +308,68 @@ pub(crate) struct FtsQuery {
     pub(crate) ranked: bool,
 }
 
-fn count_matches(c: &Connection, expr: &str) -> Result<i64> {
-    c.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM task_fts WHERE task_fts MATCH ?1 LIMIT ?2)")
+fn count_matches(c: &Connection, counts: &MatchCounts, expr: &str) -> Result<i64> {
+    if let Some(n) = counts.get(expr) {
+        return Ok(n);
+    }
+    let generation = counts.generation();
+    let n = c
+        .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM task_fts WHERE task_fts MATCH ?1 LIMIT ?2)")
         .map_err(db_err)?
         .query_row(params![expr, RANK_BUDGET + 1], |r| r.get(0))
-        .map_err(db_err)
+        .map_err(db_err)?;
+    counts.put(expr, n, generation);
+    Ok(n)
+}
+
+/// Document counts of full-text expressions (capped at `RANK_BUDGET + 1`), kept between queries.
+///
+/// Counting walks up to 1,001 postings per word, and a long query (an overlap check of a title and a description)
+/// counts a dozen words: at 100,000 tasks that was the larger part of the store's time. The counts only choose the
+/// query's plan (which words fit the ranking budget, whether a status filter is cheaper negated), so a count may
+/// be slightly old: it is reused while fewer rows were changed since it was taken than an eighth of it (a
+/// changed row moves a count by at most one), so a small count is taken afresh after any write.
+#[derive(Debug, Default)]
+pub(crate) struct MatchCounts {
+    /// Rows changed by committed writes (the writer connection's total).
+    changes: AtomicU64,
+    cache: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+/// Expressions whose counts are kept; beyond that the cache starts afresh.
+const MAX_COUNTS: usize = 65_536;
+
+impl MatchCounts {
+    /// Called by the writer after each commit with its connection's total of changed rows.
+    pub(crate) fn committed(&self, total_changes: u64) {
+        self.changes.fetch_max(total_changes, Ordering::Relaxed);
+    }
+
+    fn generation(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, expr: &str) -> Option<i64> {
+        let now = self.generation();
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, at) = *cache.get(expr)?;
+        (now.saturating_sub(at) <= n.max(0) as u64 / 8).then_some(n)
+    }
+
+    fn put(&self, expr: &str, n: i64, generation: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_COUNTS {
+            cache.clear();
+        }
+        cache.insert(expr.to_owned(), (n, generation));
+    }
 }
 
 /// The FTS5 query for free text, with bounded cost: the rarest words whose documents fit the
 /// ranking budget, OR-ed (ranking does the rest); if even the rarest word is too common, all of
 /// the words AND-ed (which only near restatements match), ranked only when those fit the budget.
 /// Matching is restricted to the text columns.
-fn fts_query(c: &Connection, text: &str) -> Result<Option<FtsQuery>> {
+fn fts_query(c: &Connection, counts: &MatchCounts, text: &str) -> Result<Option<FtsQuery>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
@@ -325,7 +377,7 @@ fn fts_query(c: &Connection, text: &str) -> Result<Option<FtsQuery>> {
     let mut counted = Vec::with_capacity(words.len());
     let in_text = |body: &str| format!("{{title description labels}} : ({body})");
     for w in &words {
-        let docs = count_matches(c, &in_text(&format!("\"{w}\"")))?;
+        let docs = count_matches(c, counts, &in_text(&format!("\"{w}\"")))?;
         if docs > 0 {
             counted.push((docs, w));
         }
@@ -349,7 +401,7 @@ fn fts_query(c: &Connection, text: &str) -> Result<Option<FtsQuery>> {
     }
     let all: Vec<&String> = counted.iter().map(|(_, w)| *w).collect();
     let expr = in_text(&quoted(&all, " AND "));
-    let ranked = all.len() > 1 && count_matches(c, &expr)? <= RANK_BUDGET;
+    let ranked = all.len() > 1 && count_matches(c, counts, &expr)? <= RANK_BUDGET;
     Ok(Some(FtsQuery { expr, ranked }))
 }
 
@@ -382,7 +434,13 @@ fn prefixed() -> String {
 
 /// Full-text candidates (document ids), best first. Mission, kluster and status filters are scope
 /// tokens in the match itself; only labels are checked on joined task rows, when asked for.
-fn text_candidates(c: &Connection, words: &FtsQuery, f: &SearchFilter, n: usize) -> Result<Vec<i64>> {
+fn text_candidates(
+    c: &Connection,
+    counts: &MatchCounts,
+    words: &FtsQuery,
+    f: &SearchFilter,
+    n: usize,
+) -> Result<Vec<i64>> {
     let mut q = format!("({})", words.expr);
     if let Some(m) = f.mission_id {
         q.push_str(&format!(" AND scope : {}", scope_token('m', &m.to_string())));
@@ -398,7 +456,7 @@ fn text_candidates(c: &Connection, words: &FtsQuery, f: &SearchFilter, n: usize)
         // posting lists it names, and the open tasks' list can hold every task.
         if !others.is_empty() {
             let others_expr = format!("scope : ({})", others.join(" OR "));
-            if count_matches(c, &others_expr)? <= RANK_BUDGET {
+            if count_matches(c, counts, &others_expr)? <= RANK_BUDGET {
                 q = format!("({q}) NOT {others_expr}");
             } else {
                 q.push_str(&format!(" AND scope : ({})", wanted.join(" OR ")));
@@ -504,10 +562,15 @@ pub(crate) fn load_index(c: &Connection, index: &VecIndex) -> Result<usize> {
     Ok(loaded)
 }
 
-pub(crate) fn search(c: &Connection, index: &VecIndex, req: &SearchRequest) -> Result<Vec<SearchHit>> {
+pub(crate) fn search(
+    c: &Connection,
+    index: &VecIndex,
+    counts: &MatchCounts,
+    req: &SearchRequest,
+) -> Result<Vec<SearchHit>> {
     let n = (req.limit * OVERSAMPLE).clamp(20, 400);
-    let text = match fts_query(c, &req.text)? {
-        Some(q) => text_candidates(c, &q, &req.filter, n)?,
+    let text = match fts_query(c, counts, &req.text)? {
+        Some(q) => text_candidates(c, counts, &q, &req.filter, n)?,
         None => vec![],
     };
     let vector = match &req.vector {

@@ -44,7 +44,8 @@ macro_rules! conformance_tests {
             search_fuses_text_and_vectors_under_filters,
             embeddings_follow_the_text_and_the_model,
             klusters_are_searched_by_text_and_vectors,
-            queries_of_only_common_words_take_the_newest_matches
+            queries_of_only_common_words_take_the_newest_matches,
+            a_search_right_after_a_write_sees_it
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -739,4 +740,29 @@ pub async fn queries_of_only_common_words_take_the_newest_matches(s: Arc<dyn Sto
     assert_eq!(hits.first().map(|h| h.task.id), Some(created[517]));
     let hits = s.search_tasks(&with(vec![TaskStatus::Done])).await.expect("search");
     assert!(hits.is_empty(), "no task is done: {:?}", hits.iter().map(|h| &h.task.title).collect::<Vec<_>>());
+}
+
+/// Whatever a backend keeps between searches (SQLite keeps match counts that choose query plans),
+/// a search after an acknowledged write sees it: here a word no task had when it was last searched,
+/// and a word that moves past the ranking budget.
+pub async fn a_search_right_after_a_write_sees_it(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let q = |text: &str| SearchRequest { text: text.into(), vector: None, filter: SearchFilter::default(), limit: 10 };
+    for round in 0..3 {
+        let word = format!("quokka{round}");
+        assert!(s.search_tasks(&q(&word)).await.expect("search").is_empty(), "{word} is in no task yet");
+        let t = task(s, k.id, &format!("Feed the {word}"), 1, &[]).await;
+        let hits = s.search_tasks(&q(&word)).await.expect("search");
+        assert_eq!(hits.iter().map(|h| h.task.id).collect::<Vec<_>>(), vec![t.id], "{word} right after its task");
+    }
+    // "wombat" alone fits the budget, then no longer does; "wombat hutch" must still find the hutch.
+    let hutch = task(s, k.id, "Clean the wombat hutch", 1, &[]).await;
+    assert_eq!(s.search_tasks(&q("wombat hutch")).await.expect("search").first().map(|h| h.task.id), Some(hutch.id));
+    for i in 0..1005 {
+        task(s, k.id, &format!("Weigh wombat {i}"), 1, &[]).await;
+    }
+    let hits = s.search_tasks(&q("wombat hutch")).await.expect("search");
+    assert_eq!(hits.first().map(|h| h.task.id), Some(hutch.id), "the rare word still ranks its task first");
 }
