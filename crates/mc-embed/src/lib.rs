@@ -33,16 +33,14 @@ pub use openai::OpenAiEmbedder;
 #[cfg(feature = "local-models")]
 pub use pocket::{POCKET_MODEL_ID, PocketEmbedder};
 
-/// The variable that sets how many threads the in-process models use (rayon's pool: the bundled model splits its
-/// matrix products over it, candle runs on it).
+/// The variable that sets how many threads the in-process models use (rayon's pool, over which the forward pass
+/// splits its matrix products).
 pub const ENV_THREADS: &str = "RAYON_NUM_THREADS";
 
-/// Pins the thread count of the in-process models to candle's own default, the physical cores, unless
-/// [`ENV_THREADS`] already sets one.
+/// Pins the thread count of the in-process models to the physical cores, unless [`ENV_THREADS`] already sets one.
 ///
-/// Candle asks for its thread count on every matrix product and, unpinned, counts the physical cores by
-/// parsing `/proc/cpuinfo` each time: about a fifth of the time of embedding one short query with the
-/// bundled model. Pinning keeps candle's choice and drops the parsing.
+/// Rayon's default is the logical CPUs; two hyperthreads of one core share its vector units, so threads beyond the
+/// physical cores only add hand-offs to each matrix product.
 ///
 /// # Safety
 /// Sets a process environment variable: call it before the process starts any other thread (first
