@@ -160,6 +160,12 @@ impl Linear {
     }
 
     fn load(weights: &dyn Weights, prefix: &str, n: usize, k: usize) -> Result<Self, String> {
+        let (weight, bias) = Self::read(weights, prefix, n, k)?;
+        Ok(Self::new(&weight, bias, n, k))
+    }
+
+    /// The weight (`n` rows of `k`) and bias of the linear layer `prefix`, shapes checked.
+    fn read(weights: &dyn Weights, prefix: &str, n: usize, k: usize) -> Result<(Vec<f32>, Vec<f32>), String> {
         let (shape, weight) = weights.tensor(&format!("{prefix}.weight"))?;
         if shape != [n, k] {
             return Err(format!("{prefix}.weight has shape {shape:?}, expected [{n}, {k}]"));
@@ -168,22 +174,22 @@ impl Linear {
         if shape != [n] {
             return Err(format!("{prefix}.bias has shape {shape:?}, expected [{n}]"));
         }
-        Ok(Self::new(&weight, bias, n, k))
+        Ok((weight, bias))
     }
 
-    /// Stacks the rows of several linears with the same input into one (query, key and value).
-    fn stack(parts: Vec<Linear>) -> Self {
-        let k = parts[0].k;
-        let n = parts.iter().map(|p| p.n).sum();
-        let mut weight = Vec::with_capacity(n * k);
-        let mut bias = Vec::with_capacity(n);
-        for part in parts {
-            weight.extend(part.unpacked());
-            bias.extend(part.bias);
+    /// One linear for several with the same input (query, key and value): their rows stacked, packed once.
+    fn stacked(weights: &dyn Weights, prefixes: &[String], n: usize, k: usize) -> Result<Self, String> {
+        let (mut weight, mut bias) =
+            (Vec::with_capacity(prefixes.len() * n * k), Vec::with_capacity(prefixes.len() * n));
+        for prefix in prefixes {
+            let (w, b) = Self::read(weights, prefix, n, k)?;
+            weight.extend(w);
+            bias.extend(b);
         }
-        Self::new(&weight, bias, n, k)
+        Ok(Self::new(&weight, bias, prefixes.len() * n, k))
     }
 
+    #[cfg(test)]
     fn unpacked(&self) -> Vec<f32> {
         let mut weight = vec![0.0; self.n * self.k];
         for (col, row) in weight.chunks_exact_mut(self.k).enumerate() {
@@ -427,12 +433,10 @@ impl Bert {
         let mut layers = Vec::with_capacity(shape.layers);
         for l in 0..shape.layers {
             let p = format!("encoder.layer.{l}");
-            let qkv = ["query", "key", "value"]
-                .iter()
-                .map(|part| Linear::load(weights, &format!("{p}.attention.self.{part}"), h, h))
-                .collect::<Result<Vec<_>, _>>()?;
+            let qkv: Vec<String> =
+                ["query", "key", "value"].iter().map(|part| format!("{p}.attention.self.{part}")).collect();
             layers.push(Layer {
-                qkv: Linear::stack(qkv),
+                qkv: Linear::stacked(weights, &qkv, h, h)?,
                 attention_out: Linear::load(weights, &format!("{p}.attention.output.dense"), h, h)?,
                 attention_norm: LayerNorm::load(weights, &format!("{p}.attention.output.LayerNorm"), h, eps)?,
                 up: Linear::load(weights, &format!("{p}.intermediate.dense"), shape.intermediate, h)?,
@@ -462,6 +466,40 @@ impl Bert {
         // Inside the model thread pool, so the products' halves are handed between its threads cheaply.
         Ok(rayon::scope(|_| self.arch.dispatch(Forward { bert: self, texts })))
     }
+}
+
+/// Tokenises `texts` (special tokens added, the tokenizer's truncation applied), runs them through `bert` in chunks
+/// of `chunk` texts and returns one L2-normalised vector per text; an error names the text's index.
+pub(crate) fn embed_texts<'t>(
+    bert: &Bert,
+    tokenizer: &tokenizers::Tokenizer,
+    texts: impl ExactSizeIterator<Item = &'t str>,
+    chunk: usize,
+) -> Result<Vec<Vec<f32>>, String> {
+    let mut out = Vec::with_capacity(texts.len());
+    let mut encoded = Vec::with_capacity(chunk);
+    let run = |encoded: &mut Vec<(Vec<u32>, Vec<u32>)>, out: &mut Vec<Vec<f32>>| -> Result<(), String> {
+        let tokens: Vec<Tokens<'_>> = encoded.iter().map(|(ids, types)| (&ids[..], &types[..])).collect();
+        for mut v in bert.mean_pooled(&tokens)? {
+            if !crate::l2_normalize(&mut v) {
+                return Err(format!("a zero vector for text {}", out.len()));
+            }
+            out.push(v);
+        }
+        encoded.clear();
+        Ok(())
+    };
+    for (i, text) in texts.enumerate() {
+        let e = tokenizer.encode(text, true).map_err(|e| format!("tokenizing text {i}: {e}"))?;
+        encoded.push((e.get_ids().to_vec(), e.get_type_ids().to_vec()));
+        if encoded.len() == chunk.max(1) {
+            run(&mut encoded, &mut out)?;
+        }
+    }
+    if !encoded.is_empty() {
+        run(&mut encoded, &mut out)?;
+    }
+    Ok(out)
 }
 
 struct Forward<'a> {

@@ -16,8 +16,8 @@ use std::sync::{Arc, OnceLock};
 use safetensors::{Dtype, SafeTensors};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{Bert, BertShape, Tokens, Weights};
-use crate::{EmbedError, Embedder, check_texts, join_error, l2_normalize};
+use crate::bert::{Bert, BertShape, Weights, embed_texts};
+use crate::{EmbedError, Embedder, check_texts, join_error};
 
 /// Tokens per text, special tokens included (sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2).
 pub const MAX_TOKENS: usize = 256;
@@ -118,33 +118,8 @@ impl MiniLmDirEmbedder {
 
     fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let loaded = self.loaded()?;
-        let mut out = Vec::with_capacity(texts.len());
-        for (c, chunk) in texts.chunks(BATCH).enumerate() {
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for (i, text) in chunk.iter().enumerate() {
-                let enc = loaded
-                    .tokenizer
-                    .encode(text.as_str(), true)
-                    .map_err(|e| EmbedError::Invalid(format!("tokenizing text {}: {e}", c * BATCH + i)))?;
-                encoded.push((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()));
-            }
-            let tokens: Vec<Tokens<'_>> = encoded.iter().map(|(ids, types)| (&ids[..], &types[..])).collect();
-            let vectors = loaded
-                .bert
-                .mean_pooled(&tokens)
-                .map_err(|e| EmbedError::Invalid(format!("model {}: inference failed: {e}", self.inner.model_id)))?;
-            for (i, mut v) in vectors.into_iter().enumerate() {
-                if !l2_normalize(&mut v) {
-                    return Err(EmbedError::Invalid(format!(
-                        "model {} gave a zero vector for text {}",
-                        self.inner.model_id,
-                        c * BATCH + i
-                    )));
-                }
-                out.push(v);
-            }
-        }
-        Ok(out)
+        embed_texts(&loaded.bert, &loaded.tokenizer, texts.iter().map(String::as_str), BATCH)
+            .map_err(|e| EmbedError::Invalid(format!("model {}: {e}", self.inner.model_id)))
     }
 }
 

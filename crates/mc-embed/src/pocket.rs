@@ -15,8 +15,8 @@ use std::sync::{Arc, OnceLock};
 use safetensors::SafeTensors;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{Bert, BertShape, Table, Tokens, Weights};
-use crate::{EmbedError, Embedder, check_texts, join_error, l2_normalize};
+use crate::bert::{Bert, BertShape, Table, Weights, embed_texts};
+use crate::{EmbedError, Embedder, check_texts, join_error};
 
 /// Model id of the bundled encoder. `pocket-encoder` is pinned to `=0.1.2` in the workspace; a different version
 /// (or different bundled weights, see the test on the revision) must get a new id.
@@ -87,31 +87,10 @@ impl PocketEmbedder {
 
     fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let loaded = self.loaded()?;
-        let mut out = Vec::with_capacity(texts.len());
-        for (c, chunk) in texts.chunks(CHUNK).enumerate() {
-            let mut encoded = Vec::with_capacity(chunk.len());
-            for (i, text) in chunk.iter().enumerate() {
-                // Leading whitespace does not change the tokens; dropping it keeps a cut text from turning blank.
-                let text = truncate_bytes(text.trim_start(), MAX_TEXT_BYTES);
-                let e = loaded.tokenizer.encode(text, true).map_err(|e| {
-                    EmbedError::Invalid(format!("bundled model: tokenizing text {}: {e}", c * CHUNK + i))
-                })?;
-                encoded.push((e.get_ids().to_vec(), e.get_type_ids().to_vec()));
-            }
-            let tokens: Vec<Tokens<'_>> = encoded.iter().map(|(ids, types)| (&ids[..], &types[..])).collect();
-            let vectors =
-                loaded.bert.mean_pooled(&tokens).map_err(|e| EmbedError::Invalid(format!("bundled model: {e}")))?;
-            for (i, mut v) in vectors.into_iter().enumerate() {
-                if !l2_normalize(&mut v) {
-                    return Err(EmbedError::Invalid(format!(
-                        "bundled model gave a zero vector for text {}",
-                        c * CHUNK + i
-                    )));
-                }
-                out.push(v);
-            }
-        }
-        Ok(out)
+        // Leading whitespace does not change the tokens; dropping it keeps a cut text from turning blank.
+        let texts = texts.iter().map(|t| truncate_bytes(t.trim_start(), MAX_TEXT_BYTES));
+        embed_texts(&loaded.bert, &loaded.tokenizer, texts, CHUNK)
+            .map_err(|e| EmbedError::Invalid(format!("bundled model: {e}")))
     }
 }
 
