@@ -151,26 +151,19 @@ pub async fn check(
 ) -> Result<Outcome, ApiError> {
     let text = embedding_text(&draft.title, &draft.description);
     let mut warnings = Vec::new();
-    let vector = match known {
-        Some(v) => Some(v),
-        None => match embed_now(semantic, &text).await {
-            Ok(v) => Some(v),
-            Err(w) => {
-                warnings.push(w);
-                None
-            }
-        },
-    };
+    let mut vector = None;
     let filter =
         SearchFilter { mission_id: Some(draft.mission_id), statuses: TaskStatus::LIVE.to_vec(), ..Default::default() };
-    let hits = store
-        .search_tasks(&SearchRequest {
-            text: text.clone(),
-            vector: vector.as_ref().map(|(model, v)| VectorQuery { model: model.clone(), vector: v.clone() }),
-            filter: filter.clone(),
-            limit: CANDIDATES,
-        })
-        .await?;
+    let request = SearchRequest { text: text.clone(), vector: None, filter: filter.clone(), limit: CANDIDATES };
+    // the store searches full text while the draft is embedded
+    let pending = async {
+        vector = match known {
+            Some(v) => Some(v),
+            None => embed_now(semantic, &text).await.map_err(|w| warnings.push(w)).ok(),
+        };
+        vector.as_ref().map(|(model, v)| VectorQuery { model: model.clone(), vector: v.clone() })
+    };
+    let hits = store.search_tasks_while(&request, Box::pin(pending)).await?;
     let mut candidates: HashMap<TaskId, (Task, Option<f32>)> =
         hits.into_iter().map(|h| (h.task.id, (h.task, h.cosine))).collect();
     let draft_globs = parse_globs(&draft.paths)?;
@@ -421,8 +414,9 @@ pub async fn search(
     limit: usize,
 ) -> Result<(Vec<SearchHitView>, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
-    let vector = query_vector(semantic, q, &mut warnings).await;
-    let hits = store.search_tasks(&SearchRequest { text: q.to_owned(), vector, filter, limit }).await?;
+    let request = SearchRequest { text: q.to_owned(), vector: None, filter, limit };
+    // full text is searched while the query is embedded
+    let hits = store.search_tasks_while(&request, Box::pin(query_vector(semantic, q, &mut warnings))).await?;
     let query_terms = terms(q);
     let items = hits
         .into_iter()

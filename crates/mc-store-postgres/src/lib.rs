@@ -27,8 +27,9 @@ use mc_domain::{
     Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, ReadyFilter,
-    ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page,
+    PendingVector, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter,
+    TokenRecord, WriteCtx,
 };
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -866,6 +867,16 @@ impl Store for PgStore {
         // a transaction only to scope the scan settings (`SET LOCAL`) to this search
         let (mut tx, _) = self.begin().await?;
         let out = search::search(&mut tx, req).await;
+        finish(tx, out).await
+    }
+
+    async fn search_tasks_while(&self, req: &SearchRequest, vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+        // full text on a connection of its own while the vector is computed
+        let text = async { search::text_part(&mut *self.conn().await?, req).await };
+        let (text, vector) = tokio::join!(text, vector);
+        let (text, req) = (text?, SearchRequest { vector, ..req.clone() });
+        let (mut tx, _) = self.begin().await?;
+        let out = search::rank(&mut tx, &req, text).await;
         finish(tx, out).await
     }
 

@@ -543,11 +543,27 @@ async fn cosines(c: &mut PgConnection, model: &str, v: &[f32], tasks: &[TaskId])
 
 /// Hybrid search in one transaction (for the `SET LOCAL` scan settings).
 pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
-    let n = (req.limit * OVERSAMPLE).clamp(20, 400);
-    let text = match ts_query(c, &req.text).await? {
-        Some(q) => text_candidates(c, &q, &req.filter, n).await?,
-        None => vec![],
-    };
+    let text = text_part(c, req).await?;
+    rank(c, req, text).await
+}
+
+/// Candidates taken from each index for a search's `limit`.
+fn candidates(limit: usize) -> usize {
+    (limit * OVERSAMPLE).clamp(20, 400)
+}
+
+/// The full-text half of a search, best first. It needs no vector, so it can run while the query is embedded.
+pub(crate) async fn text_part(c: &mut PgConnection, req: &SearchRequest) -> Result<Vec<Task>> {
+    match ts_query(c, &req.text).await? {
+        Some(q) => text_candidates(c, &q, &req.filter, candidates(req.limit)).await,
+        None => Ok(vec![]),
+    }
+}
+
+/// The rest of a search given its full-text candidates, in a transaction (for the `SET LOCAL` scan settings):
+/// nearest vectors, fusion, and the similarity of text-only hits.
+pub(crate) async fn rank(c: &mut PgConnection, req: &SearchRequest, text: Vec<Task>) -> Result<Vec<SearchHit>> {
+    let n = candidates(req.limit);
     let vector = match &req.vector {
         Some(v) => {
             // enough candidates from the graph for n results; an iterative scan goes on past

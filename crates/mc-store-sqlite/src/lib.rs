@@ -25,8 +25,9 @@ use mc_domain::{
     Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, ReadyFilter,
-    ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page,
+    PendingVector, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter,
+    TokenRecord, WriteCtx,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -790,6 +791,14 @@ impl Store for SqliteStore {
         let req = req.clone();
         let (index, counts) = (Arc::clone(&self.index), Arc::clone(&self.counts));
         self.read(move |c| search::search(c, &index, &counts, &req)).await
+    }
+
+    async fn search_tasks_while(&self, req: &SearchRequest, vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+        let (text_req, counts) = (req.clone(), Arc::clone(&self.counts));
+        // full text on a reader thread while the vector is computed elsewhere
+        let (text, vector) = tokio::join!(self.read(move |c| search::text_part(c, &counts, &text_req)), vector);
+        let (text, req, index) = (text?, SearchRequest { vector, ..req.clone() }, Arc::clone(&self.index));
+        self.read(move |c| search::rank(c, &index, &req, text)).await
     }
 
     async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>> {

@@ -568,13 +568,28 @@ pub(crate) fn search(
     counts: &MatchCounts,
     req: &SearchRequest,
 ) -> Result<Vec<SearchHit>> {
-    let n = (req.limit * OVERSAMPLE).clamp(20, 400);
-    let text = match fts_query(c, counts, &req.text)? {
-        Some(q) => text_candidates(c, counts, &q, &req.filter, n)?,
-        None => vec![],
-    };
+    let text = text_part(c, counts, req)?;
+    rank(c, index, req, text)
+}
+
+/// Candidates taken from each index for a search's `limit`.
+fn candidates(limit: usize) -> usize {
+    (limit * OVERSAMPLE).clamp(20, 400)
+}
+
+/// The full-text half of a search: the candidates' document ids, best first. It needs no vector, so it can run
+/// while the query is being embedded.
+pub(crate) fn text_part(c: &Connection, counts: &MatchCounts, req: &SearchRequest) -> Result<Vec<i64>> {
+    match fts_query(c, counts, &req.text)? {
+        Some(q) => text_candidates(c, counts, &q, &req.filter, candidates(req.limit)),
+        None => Ok(vec![]),
+    }
+}
+
+/// The rest of a search, given its full-text candidates: nearest vectors, fusion, and the fused hits' tasks.
+pub(crate) fn rank(c: &Connection, index: &VecIndex, req: &SearchRequest, text: Vec<i64>) -> Result<Vec<SearchHit>> {
     let vector = match &req.vector {
-        Some(v) => vector_candidates(c, index, &v.model, &v.vector, &req.filter, n)?,
+        Some(v) => vector_candidates(c, index, &v.model, &v.vector, &req.filter, candidates(req.limit))?,
         None => vec![],
     };
     // Fused on document ids; the tasks are read for the fused hits only (not for every candidate).

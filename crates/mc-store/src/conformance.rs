@@ -12,8 +12,8 @@ use mc_domain::{
 };
 
 use crate::{
-    Embedded, IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, SearchFilter, SearchRequest, Store, TaskFilter,
-    TokenRecord, VectorQuery, WriteCtx,
+    Embedded, IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store,
+    TaskFilter, TokenRecord, VectorQuery, WriteCtx,
 };
 
 /// A fresh store for one test, and whatever keeps it alive (a temp dir, a server).
@@ -565,6 +565,23 @@ pub async fn search_fuses_text_and_vectors_under_filters(s: Arc<dyn Store>, _clo
     assert_eq!(hits[0].task.id, cache.id);
     assert!(hits[0].text_rank.is_some() && hits[0].vector_rank.is_some());
     assert!(hits.iter().skip(1).all(|h| h.score < hits[0].score));
+    // a vector still being computed (and not the request's) gives the same hits as one given up front
+    let outline = |hits: Vec<SearchHit>| -> Vec<_> {
+        hits.into_iter().map(|h| (h.task.id, h.text_rank, h.vector_rank, h.cosine.map(|c| (c * 1e4).round()))).collect()
+    };
+    let k1_only = SearchFilter { kluster_id: Some(k1.id), ..Default::default() };
+    for (text, v, filter) in [
+        ("catalogue", vq([0.1, 1.0, 0.0, 0.0]), SearchFilter::default()),
+        ("refund endpoints", None, SearchFilter::default()),
+        ("", vq([0.0, 0.1, 1.0, 0.0]), SearchFilter::default()),
+        ("cache the refund", vq([0.0, 0.0, 1.0, 0.0]), k1_only),
+    ] {
+        let given = outline(s.search_tasks(&q(text, v.clone(), filter.clone())).await.expect("search"));
+        assert!(!given.is_empty(), "{text:?} finds something");
+        let decoy = q(text, vq([0.0, 0.0, 0.0, 1.0]), filter);
+        let pending = outline(s.search_tasks_while(&decoy, Box::pin(async move { v })).await.expect("search"));
+        assert_eq!(pending, given, "{text:?}");
+    }
     // filters apply to both indexes
     let only_k2 = SearchFilter { kluster_id: Some(k2.id), ..Default::default() };
     let hits = s.search_tasks(&q("refund", vq([1.0, 0.0, 0.0, 0.0]), only_k2)).await.expect("search");

@@ -134,6 +134,9 @@ pub struct SearchRequest {
     pub limit: usize,
 }
 
+/// A query vector still being computed (see [`Store::search_tasks_while`]); `None` when there is none to be had.
+pub type PendingVector<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<VectorQuery>> + Send + 'a>>;
+
 /// One search result with what made it match.
 #[derive(Debug, Clone)]
 pub struct SearchHit {
@@ -252,6 +255,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     // ---- search ----
     /// Hybrid search: full-text and vector results fused by reciprocal rank; at most `limit`.
     async fn search_tasks(&self, req: &SearchRequest) -> Result<Vec<SearchHit>>;
+    /// [`Self::search_tasks`] for a query whose vector is still being computed (`req.vector` is not used): a
+    /// backend may search full text while `vector` resolves, so the two latencies overlap instead of adding up.
+    /// This default waits for the vector first.
+    async fn search_tasks_while(&self, req: &SearchRequest, vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+        let req = SearchRequest { vector: vector.await, ..req.clone() };
+        self.search_tasks(&req).await
+    }
     /// Tasks (matching `filter`) that declare paths, newest first: candidates for path overlap.
     async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>>;
     /// Up to `limit` tasks whose current text has no vector of `model`.
