@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use safetensors::{Dtype, SafeTensors};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{Bert, BertShape, Weights, embed_texts};
+use crate::bert::{Arithmetic, Bert, BertShape, Weights, embed_texts};
 use crate::{EmbedError, Embedder, check_texts, join_error};
 
 /// Tokens per text, special tokens included (sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2).
@@ -139,7 +139,7 @@ fn load(dir: &Path, shape: BertShape) -> Result<Loaded, String> {
     let file = SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{} is not a safetensors file: {e}", weights_path.display()))?;
     let prefix = if file.names().iter().any(|n| n.starts_with("bert.")) { "bert." } else { "" };
-    let bert = Bert::load(&DirWeights { file, prefix }, shape)
+    let bert = Bert::load(&DirWeights { file, prefix }, shape, Arithmetic::Exact)
         .map_err(|e| format!("{} does not match config.json: {e}", weights_path.display()))?;
     Ok(Loaded { bert, tokenizer })
 }
