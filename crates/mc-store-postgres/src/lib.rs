@@ -870,7 +870,10 @@ impl Store for PgStore {
         finish(tx, out).await
     }
 
-    async fn search_tasks_while(&self, req: &SearchRequest, vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+    async fn search_tasks_while(&self, req: &SearchRequest, mut vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+        if let Some(vector) = mc_store::vector_if_ready(&mut vector) {
+            return self.search_tasks(&SearchRequest { vector, ..req.clone() }).await;
+        }
         // full text on a connection of its own while the vector is computed
         let text = async { search::text_part(&mut *self.conn().await?, req).await };
         let (text, vector) = tokio::join!(text, vector);

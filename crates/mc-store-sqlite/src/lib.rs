@@ -793,7 +793,10 @@ impl Store for SqliteStore {
         self.read(move |c| search::search(c, &index, &counts, &req)).await
     }
 
-    async fn search_tasks_while(&self, req: &SearchRequest, vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+    async fn search_tasks_while(&self, req: &SearchRequest, mut vector: PendingVector<'_>) -> Result<Vec<SearchHit>> {
+        if let Some(vector) = mc_store::vector_if_ready(&mut vector) {
+            return self.search_tasks(&SearchRequest { vector, ..req.clone() }).await;
+        }
         let (text_req, counts) = (req.clone(), Arc::clone(&self.counts));
         // full text on a reader thread while the vector is computed elsewhere
         let (text, vector) = tokio::join!(self.read(move |c| search::text_part(c, &counts, &text_req)), vector);

@@ -565,7 +565,8 @@ pub async fn search_fuses_text_and_vectors_under_filters(s: Arc<dyn Store>, _clo
     assert_eq!(hits[0].task.id, cache.id);
     assert!(hits[0].text_rank.is_some() && hits[0].vector_rank.is_some());
     assert!(hits.iter().skip(1).all(|h| h.score < hits[0].score));
-    // a vector still being computed (and not the request's) gives the same hits as one given up front
+    // a vector still being computed (and not the request's) gives the same hits as one given up front, whether it
+    // is there at once (one search) or only later (full text first)
     let outline = |hits: Vec<SearchHit>| -> Vec<_> {
         hits.into_iter().map(|h| (h.task.id, h.text_rank, h.vector_rank, h.cosine.map(|c| (c * 1e4).round()))).collect()
     };
@@ -579,8 +580,14 @@ pub async fn search_fuses_text_and_vectors_under_filters(s: Arc<dyn Store>, _clo
         let given = outline(s.search_tasks(&q(text, v.clone(), filter.clone())).await.expect("search"));
         assert!(!given.is_empty(), "{text:?} finds something");
         let decoy = q(text, vq([0.0, 0.0, 0.0, 1.0]), filter);
-        let pending = outline(s.search_tasks_while(&decoy, Box::pin(async move { v })).await.expect("search"));
-        assert_eq!(pending, given, "{text:?}");
+        let (ready, v) = (v.clone(), v);
+        let now = outline(s.search_tasks_while(&decoy, Box::pin(async move { ready })).await.expect("search"));
+        assert_eq!(now, given, "{text:?}, vector ready");
+        let later = Box::pin(async move {
+            tokio::task::yield_now().await;
+            v
+        });
+        assert_eq!(outline(s.search_tasks_while(&decoy, later).await.expect("search")), given, "{text:?}, later");
     }
     // filters apply to both indexes
     let only_k2 = SearchFilter { kluster_id: Some(k2.id), ..Default::default() };

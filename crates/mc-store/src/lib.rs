@@ -137,6 +137,16 @@ pub struct SearchRequest {
 /// A query vector still being computed (see [`Store::search_tasks_while`]); `None` when there is none to be had.
 pub type PendingVector<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<VectorQuery>> + Send + 'a>>;
 
+/// Polls a pending vector once: its value if it is there already (a vector kept from an earlier request), so that
+/// a backend can search in one go instead of in two parts. Polling starts the computation when it is not.
+pub fn vector_if_ready(vector: &mut PendingVector<'_>) -> Option<Option<VectorQuery>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match vector.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// One search result with what made it match.
 #[derive(Debug, Clone)]
 pub struct SearchHit {
