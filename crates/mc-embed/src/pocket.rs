@@ -297,7 +297,10 @@ mod tests {
     /// what search and the overlap scorer look at.
     #[tokio::test]
     async fn integer_products_keep_the_vectors() {
+        // the long text's products are large enough to be split between the model threads
+        let long = "Migrate the ledger table to the new schema and backfill the hash chain. ".repeat(20);
         let texts: Vec<String> = [
+            long.as_str(),
             "Fix the flaky login test",
             "Stabilise the intermittently failing login e2e test",
             "Create Helm chart for staging",
