@@ -134,6 +134,31 @@ pub(crate) fn check_texts(texts: &[String]) -> Result<(), EmbedError> {
     }
 }
 
+/// Runs `f` on the model threads (the pool the forward pass splits its products over) and awaits its result: one
+/// hand-off, where a blocking thread that then handed the work to the pool took two (each a thread wake-up, which
+/// is what a loaded machine delays). A panic comes back as an error.
+#[cfg(feature = "local-models")]
+pub(crate) async fn on_model_threads<T, F>(f: F) -> Result<T, EmbedError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, EmbedError> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        // the receiver may be gone (its request timed out); the result is then dropped
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.await {
+        Ok(Ok(out)) => out,
+        Ok(Err(panic)) => {
+            let what =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(EmbedError::Invalid(format!("embedding task panicked: {}", what.unwrap_or_default())))
+        }
+        Err(_) => Err(EmbedError::Unavailable("embedding task ended without an answer".to_owned())),
+    }
+}
+
 /// Maps a failed `spawn_blocking` join to an error.
 #[cfg(feature = "local-models")]
 pub(crate) fn join_error(e: tokio::task::JoinError) -> EmbedError {
@@ -147,6 +172,18 @@ pub(crate) fn join_error(e: tokio::task::JoinError) -> EmbedError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "local-models")]
+    #[tokio::test]
+    async fn model_threads_answer_and_a_panic_is_an_error() {
+        assert!(
+            on_model_threads(|| Ok(rayon::current_thread_index().is_some())).await.expect("ran"),
+            "on a pool thread"
+        );
+        let err = on_model_threads::<(), _>(|| panic!("bad tensor")).await.expect_err("panicked");
+        assert!(matches!(&err, EmbedError::Invalid(m) if m.contains("bad tensor")), "{err:?}");
+        assert_eq!(on_model_threads(|| Ok(7)).await.expect("still serving"), 7);
+    }
 
     #[test]
     fn cosine_of_parallel_orthogonal_and_opposite_vectors() {

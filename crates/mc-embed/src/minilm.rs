@@ -17,7 +17,7 @@ use safetensors::{Dtype, SafeTensors};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{Arithmetic, Bert, BertShape, Weights, embed_texts};
-use crate::{EmbedError, Embedder, check_texts, join_error};
+use crate::{EmbedError, Embedder, check_texts, join_error, on_model_threads};
 
 /// Tokens per text, special tokens included (sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2).
 pub const MAX_TOKENS: usize = 256;
@@ -237,7 +237,7 @@ impl Embedder for MiniLmDirEmbedder {
         check_texts(texts)?;
         let this = self.clone();
         let texts = texts.to_vec();
-        tokio::task::spawn_blocking(move || this.embed_blocking(&texts)).await.map_err(join_error)?
+        on_model_threads(move || this.embed_blocking(&texts)).await
     }
 }
 

@@ -16,7 +16,7 @@ use safetensors::SafeTensors;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{Arithmetic, Bert, BertShape, Int4, Table, Weights, embed_texts};
-use crate::{EmbedError, Embedder, check_texts, join_error};
+use crate::{EmbedError, Embedder, check_texts, join_error, on_model_threads};
 
 /// Model id of the bundled encoder as [`PocketEmbedder::new`] runs it: 4-bit weights times activations quantised to
 /// 8 bits per token, multiplied in integers (see `int8.rs`). `pocket-encoder` is pinned to `=0.1.2` in the
@@ -229,7 +229,7 @@ impl Embedder for PocketEmbedder {
         check_texts(texts)?;
         let this = self.clone();
         let texts = texts.to_vec();
-        tokio::task::spawn_blocking(move || this.embed_blocking(&texts)).await.map_err(join_error)?
+        on_model_threads(move || this.embed_blocking(&texts)).await
     }
 }
 
