@@ -289,7 +289,7 @@ enum Product {
 }
 
 /// How the 4-bit weights of a model multiply: as f32 (exact), or in integers with activations quantised to 8 bits
-/// per row (about three times faster; vectors within about 1e-3 cosine of the exact ones).
+/// per row (the products about twice as fast; vectors within about 1e-3 cosine of the exact ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Arithmetic {
     Exact,
@@ -354,7 +354,7 @@ impl Product {
             Product::Int8(linear) => {
                 scratch.quantised.fill(x, rows, linear.k);
                 let quantised = &scratch.quantised;
-                // Integer products run about three times as fast as f32 ones, and handing half of one to another
+                // Integer products run about twice as fast as f32 ones, and handing half of one to another
                 // thread costs the same: a query's products (a few dozen rows) stay on one thread, which also
                 // leaves the other core to the search that runs meanwhile; batches still split.
                 let macs = rows * linear.n * linear.k / 16;
@@ -812,6 +812,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `cargo test --release -p mc-embed --lib speed -- --ignored --nocapture`: multiply-adds per second of one
+    /// query-sized f32 product on one thread (the integer product's figure is printed by `int8`'s test).
+    #[test]
+    #[ignore]
+    fn speed() {
+        struct Run<'a>(&'a Linear, &'a [f32], usize, &'a mut [f32]);
+        impl WithSimd for Run<'_> {
+            type Output = ();
+            fn with_simd<S: Simd>(self, simd: S) {
+                let Run(linear, packed, rows, out) = self;
+                linear.panels(simd, packed, rows, 0..linear.n.div_ceil(NR), out, linear.n);
+            }
+        }
+        let (rows, n, k) = (12, 1536, 384);
+        let weight: Vec<f32> = (0..n * k).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+        let linear = Linear::new(&weight, vec![0.0; n], n, k);
+        let x: Vec<f32> = (0..rows * k).map(|i| ((i * 104_729) % 97) as f32 / 48.0 - 1.0).collect();
+        let (mut packed, mut out) = (Vec::new(), vec![0.0; rows * n]);
+        let t = std::time::Instant::now();
+        for _ in 0..1000 {
+            pack_rows(&x, rows, k, &mut packed);
+            Arch::new().dispatch(Run(&linear, &packed, rows, &mut out));
+        }
+        let e = t.elapsed() / 1000;
+        println!("f32 {rows}x{n}x{k}: {e:?} = {:.1} GMAC/s", (rows * n * k) as f64 / e.as_secs_f64() / 1e9);
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!
 //! The only approximation is the 8-bit activations; the vectors stay within a cosine of about 1e-3 of the f32
 //! pass (a test bounds it), which is why the bundled model's id names the mode.
+//!
+//! Measured on one 2-core AMD EPYC (Zen 4) thread for a 12 × 384 → 1536 product: 99 G multiply-adds per second,
+//! against 54 G for the f32 kernel (`cargo test --release -p mc-embed --lib speed -- --ignored --nocapture`).
 
 use std::ops::Range;
 

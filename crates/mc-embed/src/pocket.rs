@@ -70,8 +70,8 @@ impl PocketEmbedder {
         Self::default()
     }
 
-    /// The same weights multiplied in f32: `pocket-encoder`'s own vectors ([`POCKET_EXACT_MODEL_ID`]), at about
-    /// a third of the speed of [`Self::new`]'s integer products.
+    /// The same weights multiplied in f32: `pocket-encoder`'s own vectors ([`POCKET_EXACT_MODEL_ID`]); its matrix
+    /// products take about twice as long as [`Self::new`]'s integer ones.
     pub fn exact() -> Self {
         Self { arithmetic: Arithmetic::Exact, loaded: Arc::default() }
     }
