@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use pulp::{Arch, Simd, WithSimd};
 
-use crate::int8::{GROUP, Int8Linear, Quantised};
+use crate::int8::{self, GROUP, Int8Linear, Quantised};
 
 /// Output columns per weight panel.
 const NR: usize = 16;
@@ -106,8 +106,7 @@ impl Table {
                 let start = row * dim;
                 for (i, o) in out.iter_mut().enumerate() {
                     let at = start + i;
-                    let nibble = (nibbles[at / 2] >> ((at % 2) * 4)) & 15;
-                    *o += (f32::from(nibble) - 8.0) * scales[at / 32];
+                    *o += f32::from(int4_at(nibbles, at)) * scales[at / 32];
                 }
             }
         }
@@ -122,6 +121,12 @@ impl Table {
         };
         if ok { Ok(()) } else { Err(format!("embedding table of {rows}×{dim} has the wrong length")) }
     }
+}
+
+/// Value `i` of packed 4-bit data: `nibble - 8`, two per byte, low nibble first (the bundled format).
+#[inline(always)]
+pub(crate) fn int4_at(nibbles: &[u8], i: usize) -> i8 {
+    ((nibbles[i / 2] >> ((i % 2) * 4)) & 15) as i8 - 8
 }
 
 /// A matrix of 4-bit values (-8..=7, row-major) with one scale per 32 of them (as in [`Table::Q4`]): shape, values,
@@ -213,8 +218,7 @@ impl Linear {
     /// `out[r][c] = bias[c] + Σ x[r][kk]·W[c][kk]` for `rows` rows; `packed` is `x` from [`pack_rows`].
     #[inline(always)]
     fn forward<S: Simd>(&self, simd: S, packed: &[f32], rows: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
-        let count = self.n.div_ceil(NR);
-        in_two(count, self.n, rows * self.n * self.k, out, scratch, |range, out, stride| {
+        in_two(NR, self.n, rows * self.n * self.k, out, scratch, |range, out, stride| {
             simd.vectorize(Panels { linear: self, packed, rows, range, out, stride })
         });
     }
@@ -258,20 +262,21 @@ impl Linear {
     }
 }
 
-/// Runs `panels(range, out, stride)` over all `count` panels (of [`NR`] columns, `n` in all) of a product of `macs`
+/// Runs `panels(range, out, stride)` over the panels (of `width` columns, `n` in all) of a product of `macs`
 /// multiply-adds: on this thread, or, with more than one model thread and enough work, with the second half of
 /// the panels on another thread of the pool (into `scratch`, then copied in place).
 #[inline(always)]
-fn in_two<F>(count: usize, n: usize, macs: usize, out: &mut [f32], scratch: &mut Vec<f32>, panels: F)
+fn in_two<F>(width: usize, n: usize, macs: usize, out: &mut [f32], scratch: &mut Vec<f32>, panels: F)
 where
     F: Fn(Range<usize>, &mut [f32], usize) + Sync,
 {
+    let count = n.div_ceil(width);
     if count < 2 || macs < PARALLEL_MACS || rayon::current_num_threads() < 2 {
         panels(0..count, out, n);
         return;
     }
     let mid = count / 2;
-    let split = mid * NR;
+    let split = mid * width;
     let width = n - split;
     let rows = out.len() / n;
     scratch.clear();
@@ -358,7 +363,7 @@ impl Product {
                 // thread costs the same: a query's products (a few dozen rows) stay on one thread, which also
                 // leaves the other core to the search that runs meanwhile; batches still split.
                 let macs = rows * linear.n * linear.k / 16;
-                in_two(linear.panel_count(), linear.n, macs, out, &mut scratch.split, |range, out, stride| {
+                in_two(int8::NR, linear.n, macs, out, &mut scratch.split, |range, out, stride| {
                     linear.panels(quantised, range, out, stride)
                 });
             }

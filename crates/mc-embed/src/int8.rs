@@ -20,7 +20,7 @@ use std::ops::Range;
 /// Inputs per weight scale.
 pub(crate) const GROUP: usize = 32;
 /// Output columns per weight panel: two vectors of eight 32-bit lanes.
-const NR: usize = 16;
+pub(crate) const NR: usize = 16;
 /// Token rows per block.
 const MR: usize = 6;
 /// Inputs per step of the kernel: four bytes per 32-bit lane.
@@ -172,7 +172,8 @@ impl Int8Linear {
         }
     }
 
-    pub(crate) fn panel_count(&self) -> usize {
+    #[cfg(test)]
+    fn panel_count(&self) -> usize {
         self.n.div_ceil(NR)
     }
 }
@@ -195,11 +196,10 @@ impl Block<'_> {
     /// The same sums in plain integer arithmetic, for CPUs without AVX2.
     fn portable(self) {
         let Block { linear, x, panel, rows, tile } = self;
-        let (k, groups) = (linear.k, linear.groups());
+        let groups = linear.groups();
         let words = x.block(rows.start);
-        for (i, t) in tile.iter_mut().enumerate().take(rows.len()) {
+        for (row, t) in tile.iter_mut().enumerate().take(rows.len()) {
             *t = [[0.0; 8]; 2];
-            let u: Vec<u8> = (0..k / STEP).flat_map(|s| words[s * MR + i]).collect();
             for g in 0..groups {
                 let scales = &linear.scales[panel * groups + g];
                 for h in 0..2 {
@@ -207,8 +207,9 @@ impl Block<'_> {
                         let mut sum = 0i32;
                         for s in 0..GROUP / STEP {
                             let w = &linear.weights[((panel * groups + g) * (GROUP / STEP) + s) * 2 + h];
-                            for i in 0..STEP {
-                                sum += i32::from(u[g * GROUP + s * STEP + i]) * i32::from(w[lane * STEP + i]);
+                            let u = &words[(g * GROUP / STEP + s) * MR + row];
+                            for (j, u) in u.iter().enumerate() {
+                                sum += i32::from(*u) * i32::from(w[lane * STEP + j]);
                             }
                         }
                         t[h][lane] = (sum as f32).mul_add(scales[h][lane], t[h][lane]);

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use safetensors::SafeTensors;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{Arithmetic, Bert, BertShape, Int4, Table, Weights, embed_texts};
+use crate::bert::{Arithmetic, Bert, BertShape, Int4, Table, Weights, embed_texts, int4_at};
 use crate::{EmbedError, Embedder, check_texts, join_error, on_model_threads};
 
 /// Model id of the bundled encoder as [`PocketEmbedder::new`] runs it: 4-bit weights times activations quantised to
@@ -165,7 +165,7 @@ impl Weights for Bundled<'_> {
             self.bytes(name)?.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
         } else {
             let (nibbles, scales) = self.q4(name, count)?;
-            (0..count).map(|i| (f32::from((nibbles[i / 2] >> ((i % 2) * 4)) & 15) - 8.0) * scales[i / 32]).collect()
+            (0..count).map(|i| f32::from(int4_at(nibbles, i)) * scales[i / 32]).collect()
         };
         if values.len() != count {
             return Err(format!("model.safetensors: {name} holds {} values, shapes.json says {count}", values.len()));
@@ -180,7 +180,7 @@ impl Weights for Bundled<'_> {
             Err(e) => return Some(Err(e)),
         };
         Some(self.q4(name, count).map(|(nibbles, scales)| {
-            let values = (0..count).map(|i| ((nibbles[i / 2] >> ((i % 2) * 4)) & 15) as i8 - 8).collect();
+            let values = (0..count).map(|i| int4_at(nibbles, i)).collect();
             (shape, values, scales[..count.div_ceil(32)].to_vec())
         }))
     }
