@@ -51,6 +51,9 @@ if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_POSTGRES=1; fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
+# One clean build: no incremental state (it doubles the size of target/ and only helps rebuilds),
+# unless the caller asks for it.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -58,16 +61,22 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Everything is built once, with the features of the whole workspace, so the tests below reuse
+# the same artifacts. (`cargo run -p …` would resolve features per package and build the shared
+# dependencies a second time.)
+echo "== build"
+cargo build --workspace --all-targets --locked
+BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug"
+
 echo "== benchmark smoke runs (small sizes; real figures: see README)"
-cargo run --quiet --locked -p mc-bench -- --preload 300 --creates 300 --samples 50 --klusters 3
-cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20
-cargo run --quiet --locked -p mc-bench --bin search-bench -- --tasks 300 --missions 2 --pool 60 --samples 20 --postgres
-cargo build --quiet --locked -p mc-cli   # mcp-bench drives the real `mc mcp`
-cargo run --quiet --locked -p mc-bench --bin mcp-bench -- --tasks 300 --samples 50 --starts 10
+"$BIN/mc-bench" --preload 300 --creates 300 --samples 50 --klusters 3
+"$BIN/search-bench" --tasks 300 --missions 2 --pool 60 --samples 20
+"$BIN/search-bench" --tasks 300 --missions 2 --pool 60 --samples 20 --postgres
+"$BIN/mcp-bench" --tasks 300 --samples 50 --starts 10   # drives the real `mc mcp`
 
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"
-cargo run --quiet --locked -p mc-bench --bin overlap-eval -- --min-precision 0.9 --min-surfaced 0.89
-cargo run --quiet --locked -p mc-bench --bin overlap-eval -- --model-dir "$MC_TEST_MINILM_DIR" --min-precision 0.92 --min-surfaced 0.95
+"$BIN/overlap-eval" --min-precision 0.9 --min-surfaced 0.89
+"$BIN/overlap-eval" --model-dir "$MC_TEST_MINILM_DIR" --min-precision 0.92 --min-surfaced 0.95
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
