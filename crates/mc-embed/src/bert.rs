@@ -554,6 +554,11 @@ impl Bert {
         Ok(Self { shape, arch: Arch::new(), words, positions, types, embedding_norm, layers })
     }
 
+    /// The width of the hidden states (and of the pooled vectors).
+    pub fn hidden(&self) -> usize {
+        self.shape.hidden
+    }
+
     /// The mean of the last hidden states over each text's tokens (not normalised), one vector per text.
     pub fn mean_pooled(&self, texts: &[Tokens<'_>]) -> Result<Vec<Vec<f32>>, String> {
         for (i, (ids, types)) in texts.iter().enumerate() {

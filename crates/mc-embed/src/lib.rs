@@ -33,7 +33,7 @@ pub use hashing::{DEFAULT_HASH_DIM, HashingEmbedder};
 pub use minilm::MiniLmDirEmbedder;
 pub use openai::OpenAiEmbedder;
 #[cfg(feature = "local-models")]
-pub use pocket::{POCKET_EXACT_MODEL_ID, POCKET_MODEL_ID, PocketEmbedder};
+pub use pocket::{CENTRE_REVISION, POCKET_EXACT_MODEL_ID, POCKET_MODEL_ID, POCKET_UNCENTRED_MODEL_ID, PocketEmbedder};
 
 /// The variable that sets how many threads the in-process models use (rayon's pool, over which the forward pass
 /// splits its matrix products).
@@ -65,7 +65,7 @@ pub unsafe fn pin_model_threads() {
 #[async_trait::async_trait]
 pub trait Embedder: Send + Sync + std::fmt::Debug + 'static {
     /// Stable id of the model and its configuration, stored with every vector; vectors of different ids are never
-    /// compared. E.g. "pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8@0.1.2", "minilm-dir/all-MiniLM-L6-v2@<fingerprint>",
+    /// compared. E.g. "pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8-centred1@0.1.2", "minilm-dir/all-MiniLM-L6-v2@<fingerprint>",
     /// "openai/<model>@<host>", "hash/v1-384".
     fn model_id(&self) -> &str;
     /// Length of every vector. An [`OpenAiEmbedder`] without a configured or known dimension returns 0 until its

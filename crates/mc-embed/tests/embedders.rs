@@ -212,7 +212,11 @@ mod pocket {
     async fn paraphrase_beats_unrelated_and_vectors_are_unit_384() {
         let e = PocketEmbedder::new();
         assert_eq!(e.dim(), 384);
-        assert_eq!(e.model_id(), "pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8@0.1.2");
+        assert_eq!(e.model_id(), "pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8-centred1@0.1.2");
+        assert_eq!(
+            mc_embed::PocketEmbedder::uncentred().model_id(),
+            "pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8@0.1.2"
+        );
         assert_eq!(mc_embed::PocketEmbedder::exact().model_id(), "pocket-encoder/paraphrase-MiniLM-L3-v2-q4@0.1.2");
         assert_eq!(e.model_id(), PocketEmbedder::new().model_id());
         let v = e

@@ -3,7 +3,8 @@
 //! splits, next to the bare-cosine baseline. `--fit FILE` first fits the scorer on the
 //! calibration split and writes the model (this is how `crates/mc-overlap/models/*.json` are
 //! made); `--cv` measures the fitting procedure by 5-fold cross-validation on the calibration
-//! split alone, without looking at the held-out pairs.
+//! split alone, without looking at the held-out pairs. `--write-centre FILE` writes the bundled
+//! model's centre (`crates/mc-embed/assets/pocket-centre.json`) from the calibration texts.
 //!
 //! Run: `cargo run --release -p mc-bench --bin overlap-eval` (bundled model) or with
 //! `--model-dir DIR` (an all-MiniLM-L6-v2 directory; `--combine` adds the bundled model's cosine).
@@ -38,6 +39,9 @@ struct Args {
     /// Use the feature-hashing embedder (for a quick check of the plumbing only).
     #[arg(long)]
     hashing: bool,
+    /// Write the bundled model's centre (the mean of its uncentred vectors of the calibration texts) here, then stop.
+    #[arg(long)]
+    write_centre: Option<PathBuf>,
     /// Fit the scorer on the calibration split and write it here.
     #[arg(long)]
     fit: Option<PathBuf>,
@@ -138,6 +142,25 @@ async fn pair_cosines(embedder: &dyn Embedder, pairs: &[Pair]) -> Result<Vec<f32
     Ok((0..pairs.len()).map(|i| cosine(&vectors[2 * i], &vectors[2 * i + 1])).collect())
 }
 
+/// The mean of the uncentred bundled vectors of the calibration texts, as the server embeds them.
+async fn write_centre(pairs: &[Pair], path: &std::path::Path) -> Result<()> {
+    let embedder = mc_embed::PocketEmbedder::uncentred();
+    let inputs: Vec<String> = pairs
+        .iter()
+        .filter(|p| p.split == "calibration")
+        .flat_map(|p| [embedding_input(p.a.item()), embedding_input(p.b.item())])
+        .collect();
+    let vectors = embedder.embed(&inputs).await?;
+    let mut centre = vec![0.0f64; embedder.dim()];
+    for v in &vectors {
+        centre.iter_mut().zip(v).for_each(|(c, x)| *c += f64::from(*x) / vectors.len() as f64);
+    }
+    let centre: Vec<f32> = centre.into_iter().map(|c| c as f32).collect();
+    std::fs::write(path, serde_json::to_string(&centre)? + "\n")?;
+    println!("{}: the mean of {} texts written to {}", embedder.model_id(), vectors.len(), path.display());
+    Ok(())
+}
+
 async fn word_vectors(embedder: &dyn Embedder, pairs: &[Pair]) -> Result<HashMap<String, Vec<f32>>> {
     let mut words: Vec<String> =
         pairs.iter().flat_map(|p| [content_words(p.a.item()), content_words(p.b.item())]).flatten().collect();
@@ -159,6 +182,9 @@ async fn main() -> Result<()> {
         .enumerate()
         .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}", i + 1)))
         .collect::<Result<_>>()?;
+    if let Some(path) = &args.write_centre {
+        return write_centre(&pairs, path).await;
+    }
     let config = if args.hashing {
         EmbedderConfig::Hashing { dim: 384 }
     } else if let Some(dir) = &args.model_dir {
