@@ -275,6 +275,17 @@ mod tests {
     /// SHA-256 of the bundled quantised weights of `pocket-encoder` 0.1.2, as reported by `model_info`.
     const POCKET_REVISION: &str = "sha256:dabb40d5d98a22372c8921acf048cb54bb8bf6d781b1233b2a360d5125789c7e";
 
+    fn strings(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// `sha256:` and the hex digest of `bytes`.
+    fn sha256(bytes: &[u8]) -> String {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
     #[test]
     fn truncation_respects_char_boundaries() {
         assert_eq!(truncate_bytes("abc", 10), "abc");
@@ -293,10 +304,7 @@ mod tests {
 
     #[test]
     fn compiled_in_weights_are_the_published_ones() {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(asset!("model.safetensors"));
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(format!("sha256:{hex}"), POCKET_REVISION);
+        assert_eq!(sha256(asset!("model.safetensors")), POCKET_REVISION);
     }
 
     /// The own forward pass gives `pocket-encoder`'s vectors (candle's forward pass on the same weights), alone and
@@ -304,16 +312,13 @@ mod tests {
     #[tokio::test]
     async fn vectors_are_those_of_pocket_encoder() {
         let long = "Migrate the ledger table to the new schema and backfill the hash chain. ".repeat(20);
-        let texts: Vec<String> = [
+        let texts = strings(&[
             "Fix the flaky login test",
             "a",
             "Traduire la documentation de facturation en français (zxqv-42)",
             long.as_str(),
             "Add retries with exponential backoff to the webhook sender",
-        ]
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
+        ]);
         let reference = pocket_encoder::Encoder::new().expect("reference model").embed(&texts).expect("reference");
         let ours = PocketEmbedder::exact();
         assert_eq!(ours.model_id(), POCKET_EXACT_MODEL_ID);
@@ -334,7 +339,7 @@ mod tests {
     async fn integer_products_keep_the_vectors() {
         // the long text's products are large enough to be split between the model threads
         let long = "Migrate the ledger table to the new schema and backfill the hash chain. ".repeat(20);
-        let texts: Vec<String> = [
+        let texts = strings(&[
             long.as_str(),
             "Fix the flaky login test",
             "Stabilise the intermittently failing login e2e test",
@@ -345,10 +350,7 @@ mod tests {
             "Add retries with exponential backoff to the webhook sender",
             "a",
             "Migrate the ledger table to the new schema and backfill the hash chain",
-        ]
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
+        ]);
         let fast = PocketEmbedder::uncentred();
         assert_eq!(fast.model_id(), POCKET_UNCENTRED_MODEL_ID);
         let (exact, int8) =
@@ -365,24 +367,23 @@ mod tests {
 
     #[test]
     fn the_centre_is_pinned_to_the_model_id() {
-        use sha2::Digest;
-        let hex: String = sha2::Sha256::digest(CENTRE.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(format!("sha256:{hex}"), CENTRE_REVISION, "the centre changed: give POCKET_MODEL_ID a new version");
+        assert_eq!(
+            sha256(CENTRE.as_bytes()),
+            CENTRE_REVISION,
+            "the centre changed: give POCKET_MODEL_ID a new version"
+        );
     }
 
     /// A centred vector is the uncentred one minus the centre, normalised; centring takes the shared component out,
     /// so texts of different work move apart while a paraphrase stays close.
     #[tokio::test]
     async fn centred_vectors_are_the_uncentred_ones_minus_the_centre() {
-        let texts: Vec<String> = [
+        let texts = strings(&[
             "Fix the flaky login test",
             "Stabilise the intermittently failing login e2e test",
             "Translate the billing docs to French",
             "Rotate the database credentials",
-        ]
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
+        ]);
         let centred = PocketEmbedder::new();
         assert_eq!(centred.model_id(), POCKET_MODEL_ID);
         let (c, u) = (centred.embed(&texts).await.expect("centred"), PocketEmbedder::uncentred().embed(&texts).await);
