@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::glob::{Glob, first_overlap};
-use crate::text::{Token, is_generic, slot, tokens, weight};
+use crate::text::{Token, acronym, is_generic, slot, tokens, weight};
 
 /// The text of a work item as overlap detection sees it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -438,13 +438,22 @@ fn part_of_joined(word: &str, words: &[&str], theirs: &[&str]) -> bool {
     })
 }
 
-/// Which of `mine` have a match among `theirs`: by spelling, or written as separate words (the
-/// plain words of both texts are split only when a token finds no match by spelling).
+/// Whether `t` is a known acronym whose expansion is all said on the other side ("WAL" against
+/// "write-ahead log"). Its expansion words are tokens of its own side too and find their match;
+/// without this the acronym itself would count as a word only one side has.
+fn spelled_out(t: &Token, theirs: &[Token]) -> bool {
+    acronym(&t.norm)
+        .is_some_and(|expansion| tokens(expansion).iter().all(|w| theirs.iter().any(|o| similar(&w.norm, &o.norm))))
+}
+
+/// Which of `mine` have a match among `theirs`: by spelling, as a spelled-out acronym, or written
+/// as separate words (the plain words of both texts are split only when a token finds no match
+/// otherwise).
 fn matches(mine: &[Token], my_text: &str, theirs: &[Token], their_text: &str) -> Vec<bool> {
     let lower = std::cell::OnceCell::new();
     mine.iter()
         .map(|t| {
-            theirs.iter().any(|o| similar(&t.norm, &o.norm)) || {
+            theirs.iter().any(|o| similar(&t.norm, &o.norm)) || spelled_out(t, theirs) || {
                 let (my_lower, their_lower) = lower.get_or_init(|| (my_text.to_lowercase(), their_text.to_lowercase()));
                 let (my_words, their_words) = (plain_words(my_lower), plain_words(their_lower));
                 let word = t.original.to_lowercase();

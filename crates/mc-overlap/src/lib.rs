@@ -9,6 +9,7 @@ pub mod fit;
 pub mod glob;
 pub mod model;
 pub mod text;
+pub mod thesaurus;
 
 pub use features::{Feature, ItemText, PairFeatures, PathRelation, Signals, WordVectors, content_words, path_relation};
 pub use model::{Relation, ScorerModel, Verdict, shipped_for};

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::features::{Feature, PairFeatures, PathRelation};
+use crate::text::expand_acronyms;
 
 /// One logistic model: `p = σ(bias + Σ wᵢ·xᵢ)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +110,10 @@ pub struct ScorerModel {
     pub embedder: String,
     /// Richest first; the last needs only one cosine.
     pub variants: Vec<Variant>,
+    /// Texts were made canonical ([`crate::thesaurus::canonical`]) before embedding when this
+    /// model was fitted, so the server embeds them that way too.
+    #[serde(default)]
+    pub canonical_input: bool,
 }
 
 /// How a new item relates to an existing one.
@@ -173,6 +178,24 @@ impl Variant {
 }
 
 impl ScorerModel {
+    /// What the embedder is given for `text` (a title, then its description): known acronyms
+    /// followed by their expansion, and synonyms replaced by the word of their group when the
+    /// model was fitted on canonical texts.
+    pub fn embedding_input(&self, text: &str) -> String {
+        if self.canonical_input { expand_acronyms(&crate::thesaurus::canonical(text)) } else { expand_acronyms(text) }
+    }
+
+    /// The id stored with vectors that `embedder_id` made of [`Self::embedding_input`] texts:
+    /// canonical texts embed differently, so their vectors carry the thesaurus revision too (a
+    /// new revision re-embeds them).
+    pub fn vector_model_id(&self, embedder_id: &str) -> String {
+        if self.canonical_input {
+            format!("{embedder_id}+{}", crate::thesaurus::REVISION)
+        } else {
+            embedder_id.to_owned()
+        }
+    }
+
     /// Judges a pair with the richest variant whose inputs it has.
     pub fn judge(&self, f: &PairFeatures) -> Verdict {
         self.variants.iter().find_map(|v| v.judge(f)).unwrap_or_else(|| {
@@ -236,6 +259,7 @@ fn fallback() -> ScorerModel {
             surface: Classifier::Logistic(Logistic { bias: -6.0, weights: vec![10.0, 0.0, 4.0] }),
             surface_threshold: 0.5,
         }],
+        canonical_input: false,
     }
 }
 
@@ -289,6 +313,7 @@ mod tests {
                 variant(vec![Feature::Cosine, Feature::CosineBundled], 3.0),
                 variant(vec![Feature::Cosine], -3.0),
             ],
+            canonical_input: false,
         };
         let a = crate::ItemText { title: "Add caching to the admin API", description: "" };
         let b = crate::ItemText { title: "Add rate limits to the admin API", description: "" };

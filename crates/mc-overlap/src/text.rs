@@ -324,6 +324,7 @@ const ACRONYMS: &[(&str, &str)] = &[
     ("ddl", "schema definition"),
     ("dns", "domain name system"),
     ("dx", "developer experience"),
+    ("e2e", "end-to-end"),
     ("etl", "extract transform load"),
     ("faq", "frequently asked questions"),
     ("fcp", "first contentful paint"),
@@ -351,6 +352,7 @@ const ACRONYMS: &[(&str, &str)] = &[
     ("rbac", "role-based access control"),
     ("rps", "requests per second"),
     ("saml", "security assertion markup language"),
+    ("sbom", "software bill of materials"),
     ("sdk", "software development kit"),
     ("seo", "search engine optimization"),
     ("sla", "service level agreement"),
@@ -365,6 +367,7 @@ const ACRONYMS: &[(&str, &str)] = &[
     ("ux", "user experience"),
     ("vpc", "virtual private cloud"),
     ("vpn", "virtual private network"),
+    ("wal", "write-ahead log"),
     ("xss", "cross-site scripting"),
     ("2fa", "two-factor authentication"),
 ];
@@ -771,7 +774,8 @@ fn stem(word: &str) -> String {
     w.to_owned()
 }
 
-fn fold(raw: &str) -> String {
+/// A word as tokens carry it: lower-cased, synonyms folded, lightly stemmed.
+pub(crate) fn fold(raw: &str) -> String {
     let lower = raw.to_lowercase();
     if let Some(to) = synonym(&lower) {
         return to.to_owned();

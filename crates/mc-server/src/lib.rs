@@ -210,6 +210,8 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
         .map_err(|e| anyhow::anyhow!("cannot set up MCP over HTTP: {e}"))?;
     let state =
         AppState::new(Arc::clone(&store), clock).with_embedder(opts.embedder.clone()).with_mcp(Arc::clone(&mcp));
+    // the worker embeds exactly as the request path does (same preparation, same model id)
+    let worker_embedder = state.semantic.as_ref().map(|s| Arc::clone(&s.embedder));
     let (tx, rx) = watch::channel(false);
     let mut http_rx = rx.clone();
     let app = app(state, opts.max_body_bytes);
@@ -222,9 +224,7 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
             })
             .await
     });
-    let embedder = opts
-        .embedder
-        .clone()
+    let embedder = worker_embedder
         .map(|e| tokio::spawn(overlap::run_embedder(Arc::clone(&store), e, Duration::from_millis(500), rx.clone())));
     let reaper = tokio::spawn(reaper::run(store, opts.reaper_interval, rx));
     Ok(RunningServer { addr, shutdown: tx, http, reaper, embedder })

@@ -12,7 +12,7 @@ use mc_domain::task::embedding_text;
 use mc_domain::{KlusterId, MissionId, Task, TaskId, TaskStatus};
 use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
-use mc_overlap::text::{expand_acronyms, tokens};
+use mc_overlap::text::tokens;
 use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, path_relation};
 use mc_store::{Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
 use serde_json::json;
@@ -43,9 +43,50 @@ pub struct Semantic {
 }
 
 impl Semantic {
+    /// The configured embedder, [prepared](prepared) for its scorer.
     pub fn new(embedder: Arc<dyn Embedder>) -> Self {
         let scorer = Arc::new(mc_overlap::shipped_for(embedder.model_id()));
+        let embedder: Arc<dyn Embedder> = Arc::new(Prepared::new(embedder, Arc::clone(&scorer)));
         Self { embedder, scorer, recent: Arc::new(Mutex::new(RecentVectors::new(RECENT_VECTORS))) }
+    }
+}
+
+/// `embedder` as the server runs it: each text is given to it the way its scorer was fitted
+/// (acronyms expanded; for the bundled model, synonyms replaced by the word of their thesaurus
+/// group), and the vectors are stored under an id that says so. Whatever embeds for the server
+/// (the request path, the embedding worker, a benchmark filling the store) goes through this.
+pub fn prepared(embedder: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
+    let scorer = Arc::new(mc_overlap::shipped_for(embedder.model_id()));
+    Arc::new(Prepared::new(embedder, scorer))
+}
+
+#[derive(Debug)]
+struct Prepared {
+    inner: Arc<dyn Embedder>,
+    scorer: Arc<ScorerModel>,
+    id: String,
+}
+
+impl Prepared {
+    fn new(inner: Arc<dyn Embedder>, scorer: Arc<ScorerModel>) -> Self {
+        let id = scorer.vector_model_id(inner.model_id());
+        Self { inner, scorer, id }
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for Prepared {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, mc_embed::EmbedError> {
+        let texts: Vec<String> = texts.iter().map(|t| self.scorer.embedding_input(t)).collect();
+        self.inner.embed(&texts).await
     }
 }
 
@@ -88,7 +129,7 @@ impl RecentVectors {
 /// Embeds one text within the deadline; `Err` carries the warning to show.
 pub async fn embed_now(semantic: Option<&Semantic>, text: &str) -> Result<(String, Vec<f32>), String> {
     let Some(s) = semantic else { return Err("no embedder is configured; only text signals were used".into()) };
-    let key = expand_acronyms(text);
+    let key = text.to_owned();
     let model = s.embedder.model_id().to_owned();
     if let Some(v) = s.recent.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok((model, v));
@@ -453,11 +494,10 @@ pub async fn search_klusters(
 }
 
 /// Embeds tasks, then klusters, whose text has no current vector, one batch; returns how many
-/// were embedded.
+/// were embedded. The server passes its [prepared] embedder.
 pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batch: usize) -> mc_domain::Result<usize> {
     let model = embedder.model_id();
     let embed = |texts: Vec<String>| async move {
-        let texts: Vec<String> = texts.iter().map(|t| expand_acronyms(t)).collect();
         embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))
     };
     let jobs = store.pending_embeddings(model, batch).await?;
@@ -551,11 +591,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_bundled_model_is_given_canonical_texts_and_stores_them_under_their_own_id() {
+        let raw: Arc<dyn Embedder> = Arc::new(mc_embed::PocketEmbedder::new());
+        let semantic = Semantic::new(Arc::clone(&raw));
+        let id = format!("{}+{}", mc_embed::POCKET_MODEL_ID, mc_overlap::thesaurus::REVISION);
+        assert_eq!(semantic.embedder.model_id(), id, "vectors of canonical texts are not mixed with plain ones");
+        assert_eq!(prepared(Arc::clone(&raw)).model_id(), id, "the worker and benchmarks store under the same id");
+
+        let (a, b) =
+            ("Restart crashed consumers automatically", "Relaunch dead queue readers without manual intervention");
+        let plain = raw.embed(&[a.to_owned(), b.to_owned()]).await.expect("plain");
+        let (model, va) = embed_now(Some(&semantic), a).await.expect("a");
+        let (_, vb) = embed_now(Some(&semantic), b).await.expect("b");
+        assert_eq!(model, id);
+        let (before, after) = (cosine(&plain[0], &plain[1]), cosine(&va, &vb));
+        assert!(after > before + 0.3, "the same work in other words: cosine {before:.2} plain, {after:.2} canonical");
+
+        // what the worker embeds is what the request path embeds
+        let worker = prepared(raw).embed(&[a.to_owned()]).await.expect("worker");
+        assert!(cosine(&worker[0], &va) > 0.999);
+    }
+
+    #[tokio::test]
     async fn a_text_embedded_again_comes_from_the_recent_vectors() {
         let counting = Arc::new(Counting { inner: mc_embed::HashingEmbedder::default(), texts: AtomicUsize::new(0) });
         let semantic = Semantic::new(counting.clone());
         let (model, first) = embed_now(Some(&semantic), "Fix the flaky login test").await.expect("embedded");
-        assert_eq!(model, counting.model_id());
+        assert_eq!(model, semantic.embedder.model_id(), "the id of the prepared embedder");
+        assert!(model.starts_with(counting.model_id()), "{model}");
         let (_, again) = embed_now(Some(&semantic), "Fix the flaky login test").await.expect("embedded");
         assert_eq!(first, again);
         assert_eq!(counting.texts.load(Ordering::SeqCst), 1, "the second request did not run the model");

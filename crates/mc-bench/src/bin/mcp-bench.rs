@@ -121,7 +121,8 @@ async fn run() -> Result<()> {
         "bundled" => Some(mc_embed::build(&EmbedderConfig::Bundled)?),
         other => bail!("--embedder must be none, hashing or bundled, got {other}"),
     };
-    let model = embedder.as_ref().map(|e| e.model_id().to_owned());
+    // the id the server stores vectors under (its embedder, prepared for the scorer)
+    let model = embedder.as_ref().map(|e| mc_server::overlap::prepared(Arc::clone(e)).model_id().to_owned());
     let server = mc_server::start(
         store.clone(),
         clock,

@@ -36,6 +36,10 @@ struct Args {
     /// Give the scorer single-word vectors from the bundled model (soft word alignment).
     #[arg(long)]
     words: bool,
+    /// With `--fit` or `--cv`: make texts canonical (synonyms replaced by the word of their
+    /// thesaurus group) before embedding, and record that in the fitted model.
+    #[arg(long)]
+    canonical: bool,
     /// Use the feature-hashing embedder (for a quick check of the plumbing only).
     #[arg(long)]
     hashing: bool,
@@ -82,9 +86,20 @@ struct Args {
     /// Fail (exit 1) if the share of held-out duplicates surfaced falls below this.
     #[arg(long)]
     min_surfaced: Option<f32>,
+    /// Fail (exit 1) if more held-out pairs than this would have their creation refused without
+    /// being duplicates.
+    #[arg(long)]
+    max_wrong_blocks: Option<usize>,
+    /// Fail (exit 1) if more held-out unrelated pairs than this are surfaced.
+    #[arg(long)]
+    max_unrelated: Option<usize>,
     /// Time the scoring of one check (20 candidates: features and verdicts, embeddings given).
     #[arg(long)]
     time: bool,
+    /// With `--cv`: repeat the cross-validation with this many fold partitions and sum the
+    /// counts (less dependent on one partition when comparing two fitting procedures).
+    #[arg(long, default_value_t = 1)]
+    repeats: u32,
     /// Print every misjudged calibration pair (out-of-fold with `--cv`). Held-out errors are never printed.
     #[arg(long)]
     verbose: bool,
@@ -128,14 +143,17 @@ impl Side {
     }
 }
 
-/// What the server embeds for a text.
-fn embedding_input(item: ItemText<'_>) -> String {
-    expand_acronyms(&item.embedding_input())
+/// What the server embeds for a text, under a scorer fitted on plain or canonical texts.
+fn embedding_input(item: ItemText<'_>, canonical: bool) -> String {
+    let text = item.embedding_input();
+    if canonical { expand_acronyms(&mc_overlap::thesaurus::canonical(&text)) } else { expand_acronyms(&text) }
 }
 
-async fn pair_cosines(embedder: &dyn Embedder, pairs: &[Pair]) -> Result<Vec<f32>> {
-    let inputs: Vec<String> =
-        pairs.iter().flat_map(|p| [embedding_input(p.a.item()), embedding_input(p.b.item())]).collect();
+async fn pair_cosines(embedder: &dyn Embedder, pairs: &[Pair], canonical: bool) -> Result<Vec<f32>> {
+    let inputs: Vec<String> = pairs
+        .iter()
+        .flat_map(|p| [embedding_input(p.a.item(), canonical), embedding_input(p.b.item(), canonical)])
+        .collect();
     let t = std::time::Instant::now();
     let vectors = embedder.embed(&inputs).await?;
     println!("{}: embedded {} texts in {:.1} s", embedder.model_id(), inputs.len(), t.elapsed().as_secs_f64());
@@ -143,12 +161,12 @@ async fn pair_cosines(embedder: &dyn Embedder, pairs: &[Pair]) -> Result<Vec<f32
 }
 
 /// The mean of the uncentred bundled vectors of the calibration texts, as the server embeds them.
-async fn write_centre(pairs: &[Pair], path: &std::path::Path) -> Result<()> {
+async fn write_centre(pairs: &[Pair], path: &std::path::Path, canonical: bool) -> Result<()> {
     let embedder = mc_embed::PocketEmbedder::uncentred();
     let inputs: Vec<String> = pairs
         .iter()
         .filter(|p| p.split == "calibration")
-        .flat_map(|p| [embedding_input(p.a.item()), embedding_input(p.b.item())])
+        .flat_map(|p| [embedding_input(p.a.item(), canonical), embedding_input(p.b.item(), canonical)])
         .collect();
     let vectors = embedder.embed(&inputs).await?;
     let mut centre = vec![0.0f64; embedder.dim()];
@@ -183,7 +201,7 @@ async fn main() -> Result<()> {
         .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("line {}", i + 1)))
         .collect::<Result<_>>()?;
     if let Some(path) = &args.write_centre {
-        return write_centre(&pairs, path).await;
+        return write_centre(&pairs, path, shipped_for(mc_embed::POCKET_MODEL_ID).canonical_input).await;
     }
     let config = if args.hashing {
         EmbedderConfig::Hashing { dim: 384 }
@@ -206,10 +224,14 @@ async fn main() -> Result<()> {
     let want_words = if fitting { args.words } else { evaluated.wants_words() };
     let want_bundled =
         args.model_dir.is_some() && if fitting { args.combine } else { evaluated.wants_bundled_cosine() };
-    let cosines = pair_cosines(embedder.as_ref(), &pairs).await?;
+    let canonical = if fitting { args.canonical } else { evaluated.canonical_input };
+    if canonical {
+        println!("texts are made canonical before embedding ({})", mc_overlap::thesaurus::REVISION);
+    }
+    let cosines = pair_cosines(embedder.as_ref(), &pairs, canonical).await?;
     let bundled = if want_words || want_bundled { Some(mc_embed::build(&EmbedderConfig::Bundled)?) } else { None };
     let bundled_cosines = match (&bundled, want_bundled) {
-        (Some(b), true) => Some(pair_cosines(b.as_ref(), &pairs).await?),
+        (Some(b), true) => Some(pair_cosines(b.as_ref(), &pairs, canonical).await?),
         _ => None,
     };
     let words = match (&bundled, want_words) {
@@ -260,8 +282,16 @@ async fn main() -> Result<()> {
     let cal: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == "calibration").collect();
     if args.cv {
         println!("inputs: {}", names(&rich));
-        let figures = cross_validate(&cal, &rich, &options, args.verbose);
-        figures.print("calibration, 5-fold cross-validated");
+        let mut figures = cross_validate(&cal, &rich, &options, args.verbose, 0);
+        for r in 1..args.repeats.max(1) {
+            figures.add(&cross_validate(&cal, &rich, &options, false, u64::from(r)));
+        }
+        let what = if args.repeats > 1 {
+            format!("calibration, 5-fold cross-validated {} times with other folds (counts summed)", args.repeats)
+        } else {
+            "calibration, 5-fold cross-validated".to_owned()
+        };
+        figures.print(&what);
         return Ok(());
     }
     let model = match &args.fit {
@@ -273,6 +303,7 @@ async fn main() -> Result<()> {
             let m = ScorerModel {
                 embedder: embedder.model_id().split('/').next().unwrap_or_default().to_owned(),
                 variants,
+                canonical_input: canonical,
             };
             std::fs::write(out, serde_json::to_string_pretty(&m)? + "\n")?;
             println!("fitted on the calibration split; model written to {}", out.display());
@@ -291,11 +322,15 @@ async fn main() -> Result<()> {
     baseline(&held);
     if args.min_precision.is_some_and(|m| held_fig.precision() < m)
         || args.min_surfaced.is_some_and(|m| held_fig.surfaced() < m)
+        || args.max_wrong_blocks.is_some_and(|m| held_fig.blocked_wrong > m)
+        || args.max_unrelated.is_some_and(|m| held_fig.surfaced_unrelated > m)
     {
         anyhow::bail!(
-            "held-out quality regressed: precision {:.3}, duplicates surfaced {:.3}",
+            "held-out quality regressed: precision {:.3}, duplicates surfaced {:.3}, {} wrong blocks, {} unrelated surfaced",
             held_fig.precision(),
-            held_fig.surfaced()
+            held_fig.surfaced(),
+            held_fig.blocked_wrong,
+            held_fig.surfaced_unrelated
         );
     }
     Ok(())
@@ -365,13 +400,23 @@ fn examples(set: &[&Scored], features: &[Feature]) -> Vec<Example> {
 }
 
 /// Outer 5-fold cross-validation of the whole procedure (inner folds choose the thresholds).
-fn cross_validate(cal: &[&Scored], features: &[Feature], options: &Options, verbose: bool) -> Figures {
+/// Repeat 0 assigns folds by file order within each stratum; repeat `r > 0` by a seeded order
+/// (a hash of `r` and the pair id), so repeats partition the pairs differently.
+fn cross_validate(cal: &[&Scored], features: &[Feature], options: &Options, verbose: bool, repeat: u64) -> Figures {
     let strata: Vec<String> = cal.iter().map(|s| format!("{}/{}", s.pair.label, s.pair.kind)).collect();
-    // a different fold assignment from the inner one: offset the counter by 2
-    let outer: Vec<usize> = fit::folds(&strata.iter().map(String::as_str).collect::<Vec<_>>(), 5)
-        .into_iter()
-        .map(|f| (f + 2) % 5)
-        .collect();
+    let outer: Vec<usize> = if repeat == 0 {
+        // a different fold assignment from the inner one: offset the counter by 2
+        fit::folds(&strata.iter().map(String::as_str).collect::<Vec<_>>(), 5).into_iter().map(|f| (f + 2) % 5).collect()
+    } else {
+        let mut order: Vec<usize> = (0..cal.len()).collect();
+        order.sort_by_key(|&i| (strata[i].clone(), seeded(repeat, &cal[i].pair.id)));
+        let mut fold = vec![0; cal.len()];
+        for (k, &i) in order.iter().enumerate() {
+            let first = order.iter().position(|&j| strata[j] == strata[i]).unwrap_or(0);
+            fold[i] = (k - first) % 5;
+        }
+        fold
+    };
     let mut verdicts: Vec<Option<Verdict>> = vec![None; cal.len()];
     let mut thresholds = Vec::new();
     for k in 0..5 {
@@ -391,6 +436,16 @@ fn cross_validate(cal: &[&Scored], features: &[Feature], options: &Options, verb
     oracle(cal, &verdicts);
     let index: HashMap<&str, usize> = cal.iter().enumerate().map(|(i, s)| (s.pair.id.as_str(), i)).collect();
     evaluate(cal, |s| verdicts[index[s.pair.id.as_str()]].clone().expect("every pair has a verdict"), verbose)
+}
+
+/// A deterministic hash of a repeat number and a pair id (FNV-1a).
+fn seeded(repeat: u64, id: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ repeat.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// Threshold-free figures of out-of-fold probabilities (less noisy than the fitted thresholds):
@@ -441,6 +496,19 @@ struct Figures {
 }
 
 impl Figures {
+    fn add(&mut self, o: &Figures) {
+        self.dups += o.dups;
+        self.related += o.related;
+        self.unrelated += o.unrelated;
+        self.said_dup += o.said_dup;
+        self.true_dup += o.true_dup;
+        self.surfaced_dups += o.surfaced_dups;
+        self.surfaced_unrelated += o.surfaced_unrelated;
+        self.related_as_dup += o.related_as_dup;
+        self.surfaced_related += o.surfaced_related;
+        self.blocked += o.blocked;
+        self.blocked_wrong += o.blocked_wrong;
+    }
     fn precision(&self) -> f32 {
         if self.said_dup > 0 { self.true_dup as f32 / self.said_dup as f32 } else { 0.0 }
     }

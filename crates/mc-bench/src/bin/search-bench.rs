@@ -139,8 +139,11 @@ fn main() -> Result<()> {
 
 async fn run() -> Result<()> {
     let args = Args::parse();
-    let embedder =
+    let configured =
         mc_embed::build(&if args.hashing { EmbedderConfig::Hashing { dim: 384 } } else { EmbedderConfig::Bundled })?;
+    // the store is filled as the server would fill it: texts prepared for the scorer, vectors
+    // under the prepared id; the server itself is given the configured embedder and prepares it
+    let embedder = mc_server::overlap::prepared(Arc::clone(&configured));
     let dir = tempfile::tempdir()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, _cluster) = open_store(&args, dir.path(), clock.clone()).await?;
@@ -221,7 +224,7 @@ async fn run() -> Result<()> {
         clock,
         mc_server::ServerOptions {
             listen: "127.0.0.1:0".into(),
-            embedder: Some(embedder.clone()),
+            embedder: Some(configured.clone()),
             ..Default::default()
         },
     )

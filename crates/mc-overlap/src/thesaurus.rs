@@ -1,0 +1,421 @@
+//! Words of software work that mean the same thing ("purge" and "delete", "dormant" and
+//! "inactive", "throttle" and "rate-limit"), and phrasal verbs written as one word ("roll out",
+//! "sign up"). Before a text is embedded for the bundled model, each such word is replaced by
+//! the first word of its group ([`canonical`]), so that a rewrite in other words reaches the
+//! model in the same words: the small bundled model scores "Relaunch dead queue readers" near
+//! zero against "Restart crashed consumers", but not once both say "restart" and "consumer".
+//!
+//! Groups hold true synonyms only. Two words that name different objects of one kind (staging
+//! and production, create and delete, weekly and monthly) never share a group: a swap of them is
+//! what makes two texts *different* work, and it must stay visible. Words with a common second
+//! sense that would turn a text into nonsense ("client" of an API, "load" of a load test,
+//! "cover" of test coverage) are left out; a word in two groups ("dead" link, "dead" consumer)
+//! is left as written.
+//!
+//! Lexical overlap does not use the groups: matching synonyms there makes a rewrite look like
+//! "the same sentence about another object", and in cross-validation that cost more than it
+//! gained.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use crate::text::fold;
+
+/// Changes whenever [`GROUPS`] or [`PHRASES`] change (a test pins their hash): the vectors of
+/// canonical texts are stored under a model id that carries it, so a new table re-embeds them.
+pub const REVISION: &str = "thesaurus1";
+
+/// Synonym groups, one per line, words separated by spaces. Words are folded like any token
+/// (lower-cased, lightly stemmed, abbreviations expanded) when the table is built.
+const GROUPS: &[&str] = &[
+    // acting on running things
+    "restart relaunch reboot respawn",
+    "crash die dead panic segfault",
+    "hang hung freeze frozen stuck unresponsive stall deadlock",
+    "stop halt shutdown",
+    "start launch boot spawn",
+    "pause suspend",
+    // removing and clearing
+    "delete purge erase wipe prune drop",
+    "purge flush invalidate evict",
+    "cleanup tidy declutter",
+    "hide hidden conceal suppress obscure",
+    "disable deactivate",
+    "enable activate",
+    // making and changing
+    "add introduce implement",
+    "upgrade bump",
+    "increase grow enlarge boost",
+    "decrease reduce shrink minimize minimise",
+    "refactor restructure rework rewrite reorganize reorganise overhaul",
+    "split decompose separate",
+    "rotate renew regenerate",
+    "refresh reload",
+    "retry reattempt redeliver resend",
+    "send deliver dispatch",
+    "schedule cron periodic recurring",
+    "automatic automatically auto automate automated automation",
+    "reproduce repro",
+    "debug diagnose troubleshoot",
+    "prototype poc spike",
+    "require enforce mandate mandatory compulsory",
+    "block deny forbid prevent disallow refuse prohibit reject",
+    "allow permit",
+    "deployment release ship launch",
+    "gate gated guard",
+    "save persist",
+    "read fetch retrieve",
+    "import ingest",
+    "parse decode deserialize deserialise unmarshal",
+    "serialize serialise encode marshal",
+    "validate validation verify sanitize sanitise",
+    "encrypt encryption",
+    "compress compression",
+    "monitor track observe instrument",
+    "notify notification alert",
+    "search find lookup",
+    "filter facet narrow",
+    "sort rank",
+    "highlight emphasize emphasise",
+    "translate translation localization internationalization locale",
+    "generate generation",
+    "register registration signup enrol enroll",
+    "login signin logon",
+    "logout signout logoff",
+    "reset recover forgot forgotten",
+    "restore recover recovery rehydrate",
+    "document documentation guide handbook readme",
+    "tutorial walkthrough guide howto",
+    "expire expiry expiration ttl lifetime",
+    "timeout deadline",
+    // qualities and states
+    "broken dead failing faulty defunct",
+    "inactive dormant idle stale unused abandoned orphaned",
+    "deprecated legacy obsolete outdated",
+    "slow sluggish laggy fast faster speed accelerate optimize optimise performance",
+    "flaky intermittent nondeterministic unstable sporadic randomly occasionally sometimes",
+    "duplicate duplicated double twice repeated dupe",
+    "missing absent lost disappear vanish",
+    "wrong incorrect inaccurate invalid bad",
+    "discrepancy mismatch inconsistency",
+    "large big huge massive oversized bloated heavy",
+    "clearer readable understandable helpful descriptive friendly",
+    "beta preview experimental prerelease",
+    "spike surge burst",
+    // things
+    "customer buyer shopper",
+    "user member people person",
+    "admin administrator superuser",
+    "permission privilege entitlement",
+    "credential secret",
+    "password passphrase",
+    "message wording feedback",
+    "term keyword word",
+    "snippet excerpt",
+    "banner ribbon notice announcement",
+    "toast snackbar",
+    "modal dialog popup overlay",
+    "dropdown picker combobox",
+    "flag toggle feature-flag",
+    "checkbox toggle",
+    "shortcut hotkey keybinding",
+    "page screen",
+    "settings preferences options configuration",
+    "dashboard portal",
+    "navbar navigation nav",
+    "heading title",
+    "field attribute property",
+    "id identifier",
+    "comment remark annotation",
+    "chart graph plot visualization visualisation diagram",
+    "report summary digest recap",
+    "date timestamp datetime",
+    "image photo",
+    "video clip",
+    "website site homepage",
+    "invoice bill receipt",
+    "billing invoicing",
+    "payment charge",
+    "subscription membership",
+    "price pricing cost fee",
+    "discount coupon promo voucher",
+    "cart basket",
+    "shipping fulfilment fulfillment",
+    "order purchase",
+    "consumer reader subscriber listener",
+    "producer publisher emitter",
+    "job task",
+    "pipeline workflow",
+    "queue backlog",
+    "replica follower standby",
+    "primary leader master",
+    "main master trunk",
+    "server host instance vm",
+    "container pod",
+    "certificate cert",
+    "endpoint route",
+    "response reply",
+    "payload body",
+    "webhook callback",
+    "stacktrace traceback backtrace",
+    "glitch defect problem",
+    "outage downtime incident disruption",
+    "usage consumption utilization utilisation",
+    "metric stat statistic measurement",
+    "memory ram heap",
+    "database datastore",
+    "quota cap allowance",
+    "throttle rate-limit ratelimit",
+    "pull-request merge-request",
+    "owner maintainer codeowner",
+    "template boilerplate scaffold starter",
+    "lint linter",
+    "accessibility a11y accessible aria",
+    "onboarding welcome",
+    "organization organisation org",
+    "email mail",
+];
+
+/// Phrasal verbs and split compounds read as one word (lower-case, a single space between words).
+const PHRASES: &[(&str, &str)] = &[
+    ("roll out", "rollout"),
+    ("rolled out", "rollout"),
+    ("rolling out", "rollout"),
+    ("roll-out", "rollout"),
+    ("roll back", "rollback"),
+    ("rolled back", "rollback"),
+    ("roll-back", "rollback"),
+    ("sign up", "signup"),
+    ("signed up", "signup"),
+    ("signing up", "signup"),
+    ("sign-up", "signup"),
+    ("sign in", "signin"),
+    ("signed in", "signin"),
+    ("sign-in", "signin"),
+    ("log in", "login"),
+    ("logged in", "login"),
+    ("log-in", "login"),
+    ("log out", "logout"),
+    ("logged out", "logout"),
+    ("log-out", "logout"),
+    ("sign out", "signout"),
+    ("sign-out", "signout"),
+    ("turn on", "enable"),
+    ("turned on", "enable"),
+    ("switch on", "enable"),
+    ("turn off", "disable"),
+    ("turned off", "disable"),
+    ("switch off", "disable"),
+    ("shut down", "shutdown"),
+    ("time out", "timeout"),
+    ("times out", "timeout"),
+    ("timed out", "timeout"),
+    ("back up", "backup"),
+    ("look up", "lookup"),
+    ("speed up", "accelerate"),
+    ("don't show", "hide"),
+    ("don't display", "hide"),
+    ("do not show", "hide"),
+    ("do not display", "hide"),
+    ("stop showing", "hide"),
+    ("stop displaying", "hide"),
+    ("rate limit", "rate-limit"),
+    ("rate limits", "rate-limit"),
+    ("rate limiting", "rate-limit"),
+    ("rate limited", "rate-limit"),
+    ("rate-limits", "rate-limit"),
+    ("rate-limiting", "rate-limit"),
+    ("rate-limited", "rate-limit"),
+    ("feature flag", "feature-flag"),
+    ("feature flags", "feature-flag"),
+    ("feature toggle", "feature-flag"),
+    ("feature toggles", "feature-flag"),
+    ("pull request", "pull-request"),
+    ("pull requests", "pull-request"),
+    ("merge request", "merge-request"),
+    ("merge requests", "merge-request"),
+    ("stack trace", "stacktrace"),
+    ("stack traces", "stacktrace"),
+    ("health check", "healthcheck"),
+    ("health checks", "healthcheck"),
+    ("pop up", "popup"),
+    ("pop-up", "popup"),
+    // a compound whose words would otherwise read as other synonyms
+    ("screen reader", "screen-reader"),
+    ("screen readers", "screen-readers"),
+];
+
+/// What a folded word is looked up by: the light stemmer leaves "profile" whole but cuts
+/// "profiles" to "profil", so a final `e` is dropped on both sides.
+fn key(norm: &str) -> &str {
+    norm.strip_suffix('e').unwrap_or(norm)
+}
+
+/// For each folded word (by [`key`]), the groups it belongs to.
+fn senses() -> &'static HashMap<String, Vec<u16>> {
+    static MAP: OnceLock<HashMap<String, Vec<u16>>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut map: HashMap<String, Vec<u16>> = HashMap::new();
+        for (g, line) in GROUPS.iter().enumerate() {
+            let g = u16::try_from(g).unwrap_or(u16::MAX);
+            for word in line.split(' ').filter(|w| !w.is_empty()) {
+                let entry = map.entry(key(&fold(word)).to_owned()).or_default();
+                if !entry.contains(&g) {
+                    entry.push(g);
+                }
+            }
+        }
+        map
+    })
+}
+
+/// The word that stands for `word`: the first word of its group, if it belongs to exactly one.
+fn head(word: &str) -> Option<&'static str> {
+    match senses().get(key(&fold(word))).map(Vec::as_slice) {
+        Some([g]) => GROUPS.get(usize::from(*g)).and_then(|line| line.split(' ').next()),
+        _ => None,
+    }
+}
+
+/// The text with known phrases joined into one word ("Roll out the new page" becomes "rollout
+/// the new page"). Case is kept outside the phrases; matching ignores case and needs whole words.
+pub fn join_phrases(text: &str) -> String {
+    let lower = text.to_lowercase();
+    if lower.len() != text.len() {
+        // a letter whose lower case has another length: offsets would not line up, leave it
+        return text.to_owned();
+    }
+    let bytes = lower.as_bytes();
+    let in_word = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'\''));
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    'outer: while i < text.len() {
+        if i == 0 || !in_word(i - 1) {
+            for (phrase, joined) in PHRASES {
+                let end = i + phrase.len();
+                if lower[i..].starts_with(phrase) && !in_word(end) {
+                    out.push_str(joined);
+                    i = end;
+                    continue 'outer;
+                }
+            }
+        }
+        let ch = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + ch]);
+        i += ch;
+    }
+    out
+}
+
+/// The text with phrases joined and every word of exactly one group replaced by the first word
+/// of that group: "Relaunch dead queue readers" becomes "restart dead queue consumer". Words of
+/// several groups, and everything that is not a word, stay as written.
+pub fn canonical(text: &str) -> String {
+    let joined = join_phrases(text);
+    let mut out = String::with_capacity(joined.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if !word.is_empty() {
+            out.push_str(head(word).unwrap_or(word));
+            word.clear();
+        }
+    };
+    for c in joined.chars() {
+        if c.is_alphanumeric() || c == '-' || c == '\'' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same_head(a: &str, b: &str) -> bool {
+        head(a).is_some() && head(a) == head(b)
+    }
+
+    #[test]
+    fn synonyms_share_a_head_and_swaps_do_not() {
+        assert!(same_head("purge", "delete") || head("purge").is_none(), "purge has two senses");
+        assert!(same_head("erase", "delete"));
+        assert!(same_head("dormant", "inactive"));
+        assert!(same_head("relaunched", "restart"));
+        assert!(same_head("profiles", "account") || head("profiles").is_none());
+        assert_eq!(head("dead"), None, "two senses: left as written");
+        assert!(!same_head("create", "delete"));
+        assert!(!same_head("increase", "decrease"));
+        assert!(!same_head("staging", "production"));
+        assert!(!same_head("import", "export"));
+        assert_eq!(head("unknownword"), None);
+    }
+
+    #[test]
+    fn no_group_pairs_two_members_of_one_slot() {
+        // a slot swap (staging/production, create/delete) must stay visible
+        for line in GROUPS {
+            let words: Vec<&str> = line.split(' ').collect();
+            for (i, a) in words.iter().enumerate() {
+                for b in &words[i + 1..] {
+                    let (sa, sb) = (crate::text::slot(&fold(a)), crate::text::slot(&fold(b)));
+                    assert!(
+                        !(sa.is_some() && sa == sb && fold(a) != fold(b)),
+                        "{a} and {b} are both {sa:?} slot members but share the group {line:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn phrases_become_one_word() {
+        assert_eq!(join_phrases("Roll out the new pricing page"), "rollout the new pricing page");
+        assert_eq!(join_phrases("Users can't sign up with SSO"), "Users can't signup with SSO");
+        assert_eq!(join_phrases("Don't display the banner"), "hide the banner");
+        assert_eq!(join_phrases("Roll back, then log out."), "rollback, then logout.");
+        // whole words only
+        assert_eq!(join_phrases("Payroll outage"), "Payroll outage");
+        assert_eq!(join_phrases("setup, sign-upx"), "setup, sign-upx");
+        assert_eq!(join_phrases("Café log in"), "Café login");
+        assert_eq!(join_phrases(""), "");
+    }
+
+    #[test]
+    fn canonical_text_says_a_rewrite_in_the_same_words() {
+        assert_eq!(canonical("Relaunch dead queue readers"), "restart dead queue consumer");
+        assert_eq!(canonical("Restart crashed consumers"), "restart crash consumer");
+        assert_eq!(canonical("Throttle requests hitting the public API"), "throttle requests hitting the public API");
+        assert_eq!(canonical("Add rate limiting to the public API"), "add throttle to the public API");
+        // what is not a word of a group stays exactly as written
+        assert_eq!(canonical("Bump serde to 1.0.200 (see #42)!"), "upgrade serde to 1.0.200 (see #42)!");
+        assert_eq!(canonical("Fix the screen reader labels"), "Fix the screen-reader labels");
+        assert_eq!(canonical(""), "");
+    }
+
+    #[test]
+    fn the_revision_changes_with_the_tables() {
+        // FNV-1a over the tables: stable across builds and platforms
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut eat = |s: &str| {
+            for b in s.bytes().chain([0u8]) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        GROUPS.iter().for_each(|g| eat(g));
+        PHRASES.iter().for_each(|(a, b)| {
+            eat(a);
+            eat(b);
+        });
+        assert_eq!(
+            format!("{h:016x}"),
+            "7e585aa1dfb39643",
+            "the thesaurus changed: set REVISION to a new value, then this hash"
+        );
+    }
+}
