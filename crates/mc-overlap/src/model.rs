@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::features::{Feature, PairFeatures, PathRelation};
-use crate::text::expand_acronyms;
 
 /// One logistic model: `p = σ(bias + Σ wᵢ·xᵢ)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,7 +181,7 @@ impl ScorerModel {
     /// followed by their expansion, and synonyms replaced by the word of their group when the
     /// model was fitted on canonical texts.
     pub fn embedding_input(&self, text: &str) -> String {
-        if self.canonical_input { expand_acronyms(&crate::thesaurus::canonical(text)) } else { expand_acronyms(text) }
+        crate::text::embedding_input(text, self.canonical_input)
     }
 
     /// The id stored with vectors that `embedder_id` made of [`Self::embedding_input`] texts:

@@ -406,6 +406,13 @@ pub fn expand_acronyms(text: &str) -> String {
     out
 }
 
+/// What an embedder is given for a text (a title, then its description): known acronyms followed
+/// by their expansion, after synonyms were replaced by the word of their thesaurus group when
+/// `canonical` (see [`crate::thesaurus::canonical`]).
+pub fn embedding_input(text: &str, canonical: bool) -> String {
+    if canonical { expand_acronyms(&crate::thesaurus::canonical(text)) } else { expand_acronyms(text) }
+}
+
 /// Slot categories: swapping one member for another names a different object.
 const SLOTS: &[(&str, &[&str])] = &[
     (

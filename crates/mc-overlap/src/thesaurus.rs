@@ -280,11 +280,8 @@ fn head(word: &str) -> Option<&'static str> {
 /// The text with known phrases joined into one word ("Roll out the new page" becomes "rollout
 /// the new page"). Case is kept outside the phrases; matching ignores case and needs whole words.
 pub fn join_phrases(text: &str) -> String {
-    let lower = text.to_lowercase();
-    if lower.len() != text.len() {
-        // a letter whose lower case has another length: offsets would not line up, leave it
-        return text.to_owned();
-    }
+    // phrases are ASCII: an ASCII lower case keeps every byte offset of `text`
+    let lower = text.to_ascii_lowercase();
     let bytes = lower.as_bytes();
     let in_word = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'\''));
     let mut out = String::with_capacity(text.len());
@@ -383,6 +380,9 @@ mod tests {
         assert_eq!(join_phrases("setup, sign-upx"), "setup, sign-upx");
         assert_eq!(join_phrases("Café log in"), "Café login");
         assert_eq!(join_phrases(""), "");
+        // letters whose lower case has another length in bytes
+        assert_eq!(join_phrases("ẞİ log in İẞ"), "ẞİ login İẞ");
+        assert_eq!(canonical("ẞİ Relaunch İ"), "ẞİ restart İ");
     }
 
     #[test]

@@ -19,7 +19,6 @@ use mc_overlap::features::{Feature, ItemText, PairFeatures, Signals, content_wor
 use mc_overlap::fit::{self, Example, Kind, Options};
 use mc_overlap::glob::Glob;
 use mc_overlap::model::{Relation, ScorerModel, Variant, Verdict, shipped_for};
-use mc_overlap::text::expand_acronyms;
 use serde::Deserialize;
 
 #[derive(Parser, Debug)]
@@ -145,8 +144,7 @@ impl Side {
 
 /// What the server embeds for a text, under a scorer fitted on plain or canonical texts.
 fn embedding_input(item: ItemText<'_>, canonical: bool) -> String {
-    let text = item.embedding_input();
-    if canonical { expand_acronyms(&mc_overlap::thesaurus::canonical(&text)) } else { expand_acronyms(&text) }
+    mc_overlap::text::embedding_input(&item.embedding_input(), canonical)
 }
 
 async fn pair_cosines(embedder: &dyn Embedder, pairs: &[Pair], canonical: bool) -> Result<Vec<f32>> {
