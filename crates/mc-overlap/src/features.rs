@@ -146,7 +146,63 @@ pub struct PairFeatures {
     pub slot_one_sided: usize,
     /// The soft word alignment, when word vectors were given.
     pub alignment: Option<Alignment>,
+    /// Read in order, the texts are one sentence with one short stretch replaced.
+    pub one_swap: bool,
     pub paths: PathRelation,
+}
+
+/// Texts longer than this many words are not read in order.
+const ALIGN_MAX: usize = 48;
+
+/// Whether, read in order, the two texts are the same words but for one stretch of one to three
+/// words on each side ("Grant the finance team read access" against "Grant the support team read
+/// access"; generic words count here too), with at least half of the longer text in common.
+/// That is the shape of "the same sentence about another object"; a rewrite differs in several
+/// places, an unrelated text shares little.
+fn one_swap(a: &Side, b: &Side) -> bool {
+    let (n, m) = (a.tokens.len(), b.tokens.len());
+    if n == 0 || m == 0 || n > ALIGN_MAX || m > ALIGN_MAX {
+        return false;
+    }
+    let same = |i: usize, j: usize| {
+        let (x, y) = (&a.tokens[i], &b.tokens[j]);
+        similar(&x.norm, &y.norm) || crate::thesaurus::same_sense(&x.original, &y.original)
+    };
+    // lcs[i][j]: the longest common subsequence of a[i..] and b[j..]
+    let mut lcs = vec![vec![0u8; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if same(i, j) { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let common = usize::from(lcs[0][0]);
+    if 2 * common < n.max(m) {
+        return false;
+    }
+    // walk the alignment; count the stretches between common words
+    let (mut i, mut j) = (0, 0);
+    let (mut run_a, mut run_b) = (0usize, 0usize);
+    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && same(i, j) && lcs[i][j] == lcs[i + 1][j + 1] + 1 {
+            if run_a + run_b > 0 {
+                stretches.push((run_a, run_b));
+            }
+            (run_a, run_b) = (0, 0);
+            i += 1;
+            j += 1;
+        } else if j >= m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1]) {
+            run_a += 1;
+            i += 1;
+        } else {
+            run_b += 1;
+            j += 1;
+        }
+    }
+    if run_a + run_b > 0 {
+        stretches.push((run_a, run_b));
+    }
+    matches!(stretches.as_slice(), [(x, y)] if (1..=3).contains(x) && (1..=3).contains(y))
 }
 
 fn similar(a: &str, b: &str) -> bool {
@@ -348,6 +404,7 @@ impl PairFeatures {
         let (na, nb) = (sa.tokens.len(), sb.tokens.len());
         let length_ratio = if na.max(nb) > 0 { na.min(nb) as f32 / na.max(nb) as f32 } else { 1.0 };
         let alignment = signals.words.map(|w| alignment(&sa, &sb, w));
+        let one_swap = one_swap(&sa, &sb);
         Self {
             cosine: signals.cosine,
             cosine_bundled: signals.cosine_bundled,
@@ -360,6 +417,7 @@ impl PairFeatures {
             length_ratio,
             slot_one_sided,
             alignment,
+            one_swap,
             paths,
         }
     }
@@ -412,6 +470,7 @@ impl PairFeatures {
             Feature::AlignHigh => self.alignment?.high,
             Feature::AlignSwap => self.alignment?.swap,
             Feature::AlignWeakest => self.alignment?.weakest,
+            Feature::OneSwap => flag(self.one_swap),
         })
     }
 
@@ -498,6 +557,8 @@ pub enum Feature {
     AlignSwap,
     /// Needs `Signals::words`.
     AlignWeakest,
+    /// See [`PairFeatures::one_swap`].
+    OneSwap,
 }
 
 impl Feature {
@@ -519,6 +580,7 @@ impl Feature {
         Feature::SharedObjects,
         Feature::LengthRatio,
         Feature::SlotOneSided,
+        Feature::OneSwap,
     ];
     /// Inputs that need the bundled embedder's cosine as well.
     pub const BUNDLED: &[Feature] = &[Feature::CosineBundled, Feature::CosineMean];
@@ -552,6 +614,30 @@ mod tests {
             "Set resource limits for the cart-service deployment",
         );
         assert!(p.substitution(), "{p:?}");
+    }
+
+    #[test]
+    fn one_swap_is_the_same_sentence_about_another_object() {
+        // generic words count: `support` is a generic word but here it names another team
+        assert!(
+            f(
+                "Grant the finance team read access to the billing warehouse",
+                "Grant the support team read access to the billing warehouse"
+            )
+            .one_swap
+        );
+        assert!(f("Create Helm chart for staging", "Create Helm chart for production").one_swap);
+        assert!(f("Add response caching to the reporting API", "Add rate limiting to the reporting API").one_swap);
+        // a rewrite differs in more than one place, or shares too little
+        assert!(
+            !f("Fix broken links in the documentation", "Repair dead hyperlinks throughout the docs site").one_swap
+        );
+        assert!(!f("Retrain the churn model", "Serve the image classifier behind a batching server").one_swap);
+        // nothing swapped: the same words, a typo, a synonym of the thesaurus, an added word
+        assert!(!f("Add caching to the admin API", "Add caching to the admin API").one_swap);
+        assert!(!f("Remove the deprecated search endpoint", "Remove the deprecated search endpiont").one_swap);
+        assert!(!f("Purge inactive accounts", "Purge dormant accounts").one_swap);
+        assert!(!f("Add caching to the admin API", "Add caching to the internal admin API").one_swap);
     }
 
     #[test]

@@ -277,6 +277,11 @@ fn head(word: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether two words mean the same by the thesaurus (the same group, each in only that one).
+pub fn same_sense(a: &str, b: &str) -> bool {
+    head(a).is_some_and(|h| head(b) == Some(h))
+}
+
 /// The text with known phrases joined into one word ("Roll out the new page" becomes "rollout
 /// the new page"). Case is kept outside the phrases; matching ignores case and needs whole words.
 pub fn join_phrases(text: &str) -> String {
