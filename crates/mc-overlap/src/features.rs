@@ -164,10 +164,13 @@ fn one_swap(a: &Side, b: &Side) -> bool {
     if n == 0 || m == 0 || n > ALIGN_MAX || m > ALIGN_MAX {
         return false;
     }
-    let same = |i: usize, j: usize| {
-        let (x, y) = (&a.tokens[i], &b.tokens[j]);
-        similar(&x.norm, &y.norm) || crate::thesaurus::same_sense(&x.original, &y.original)
+    // synonyms by the thesaurus are the same word (heads looked up once per token)
+    let heads = |side: &Side| -> Vec<Option<&'static str>> {
+        side.tokens.iter().map(|t| crate::thesaurus::head(&t.original)).collect()
     };
+    let (ha, hb) = (heads(a), heads(b));
+    let same =
+        |i: usize, j: usize| similar(&a.tokens[i].norm, &b.tokens[j].norm) || (ha[i].is_some() && ha[i] == hb[j]);
     // lcs[i][j]: the longest common subsequence of a[i..] and b[j..]
     let mut lcs = vec![vec![0u8; m + 1]; n + 1];
     for i in (0..n).rev() {

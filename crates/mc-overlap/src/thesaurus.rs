@@ -270,16 +270,12 @@ fn senses() -> &'static HashMap<String, Vec<u16>> {
 }
 
 /// The word that stands for `word`: the first word of its group, if it belongs to exactly one.
-fn head(word: &str) -> Option<&'static str> {
+/// Two words with the same head mean the same.
+pub fn head(word: &str) -> Option<&'static str> {
     match senses().get(key(&fold(word))).map(Vec::as_slice) {
         Some([g]) => GROUPS.get(usize::from(*g)).and_then(|line| line.split(' ').next()),
         _ => None,
     }
-}
-
-/// Whether two words mean the same by the thesaurus (the same group, each in only that one).
-pub fn same_sense(a: &str, b: &str) -> bool {
-    head(a).is_some_and(|h| head(b) == Some(h))
 }
 
 /// The text with known phrases joined into one word ("Roll out the new page" becomes "rollout
