@@ -146,8 +146,9 @@ pub struct PairFeatures {
     pub slot_one_sided: usize,
     /// The soft word alignment, when word vectors were given.
     pub alignment: Option<Alignment>,
-    /// Read in order, the texts are one sentence with one short stretch replaced.
-    pub one_swap: bool,
+    /// Read in order, the texts are one sentence with one short stretch replaced: the words of
+    /// that stretch on each side ("finance" and "support").
+    pub one_swap: Option<(String, String)>,
     pub paths: PathRelation,
 }
 
@@ -156,13 +157,13 @@ const ALIGN_MAX: usize = 48;
 
 /// Whether, read in order, the two texts are the same words but for one stretch of one to three
 /// words on each side ("Grant the finance team read access" against "Grant the support team read
-/// access"; generic words count here too), with at least half of the longer text in common.
-/// That is the shape of "the same sentence about another object"; a rewrite differs in several
-/// places, an unrelated text shares little.
-fn one_swap(a: &Side, b: &Side) -> bool {
+/// access"; generic words count here too), with at least half of the longer text in common; and
+/// the words of that stretch. That is the shape of "the same sentence about another object"; a
+/// rewrite differs in several places, an unrelated text shares little.
+fn one_swap(a: &Side, b: &Side) -> Option<(String, String)> {
     let (n, m) = (a.tokens.len(), b.tokens.len());
     if n == 0 || m == 0 || n > ALIGN_MAX || m > ALIGN_MAX {
-        return false;
+        return None;
     }
     // synonyms by the thesaurus are the same word (heads looked up once per token)
     let heads = |side: &Side| -> Vec<Option<&'static str>> {
@@ -180,32 +181,45 @@ fn one_swap(a: &Side, b: &Side) -> bool {
     }
     let common = usize::from(lcs[0][0]);
     if 2 * common < n.max(m) {
-        return false;
+        return None;
     }
-    // walk the alignment; count the stretches between common words
+    // walk the alignment; collect the stretches between common words
     let (mut i, mut j) = (0, 0);
-    let (mut run_a, mut run_b) = (0usize, 0usize);
-    let mut stretches: Vec<(usize, usize)> = Vec::new();
+    let (mut from_a, mut from_b) = (0, 0);
+    let mut stretches: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
     while i < n || j < m {
         if i < n && j < m && same(i, j) && lcs[i][j] == lcs[i + 1][j + 1] + 1 {
-            if run_a + run_b > 0 {
-                stretches.push((run_a, run_b));
+            if i > from_a || j > from_b {
+                stretches.push((from_a..i, from_b..j));
             }
-            (run_a, run_b) = (0, 0);
             i += 1;
             j += 1;
+            (from_a, from_b) = (i, j);
         } else if j >= m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1]) {
-            run_a += 1;
             i += 1;
         } else {
-            run_b += 1;
             j += 1;
         }
     }
-    if run_a + run_b > 0 {
-        stretches.push((run_a, run_b));
+    if n > from_a || m > from_b {
+        stretches.push((from_a..n, from_b..m));
     }
-    matches!(stretches.as_slice(), [(x, y)] if (1..=3).contains(x) && (1..=3).contains(y))
+    let [(ra, rb)] = stretches.as_slice() else { return None };
+    let short = |r: &std::ops::Range<usize>| (1..=3).contains(&r.len());
+    if !(short(ra) && short(rb)) {
+        return None;
+    }
+    // the words as written, each once (an acronym's expansion tokens carry the acronym)
+    let words = |side: &Side, r: &std::ops::Range<usize>| {
+        let mut out: Vec<&str> = Vec::new();
+        for t in &side.tokens[r.clone()] {
+            if out.last() != Some(&t.original.as_str()) {
+                out.push(&t.original);
+            }
+        }
+        out.join(" ")
+    };
+    Some((words(a, ra), words(b, rb)))
 }
 
 fn similar(a: &str, b: &str) -> bool {
@@ -473,7 +487,7 @@ impl PairFeatures {
             Feature::AlignHigh => self.alignment?.high,
             Feature::AlignSwap => self.alignment?.swap,
             Feature::AlignWeakest => self.alignment?.weakest,
-            Feature::OneSwap => flag(self.one_swap),
+            Feature::OneSwap => flag(self.one_swap.is_some()),
         })
     }
 
@@ -622,25 +636,27 @@ mod tests {
     #[test]
     fn one_swap_is_the_same_sentence_about_another_object() {
         // generic words count: `support` is a generic word but here it names another team
-        assert!(
-            f(
-                "Grant the finance team read access to the billing warehouse",
-                "Grant the support team read access to the billing warehouse"
-            )
-            .one_swap
+        let team = f(
+            "Grant the finance team read access to the billing warehouse",
+            "Grant the support team read access to the billing warehouse",
         );
-        assert!(f("Create Helm chart for staging", "Create Helm chart for production").one_swap);
-        assert!(f("Add response caching to the reporting API", "Add rate limiting to the reporting API").one_swap);
+        assert_eq!(team.one_swap, Some(("finance".to_owned(), "support".to_owned())));
+        let env = f("Create Helm chart for staging", "Create Helm chart for production").one_swap;
+        assert_eq!(env, Some(("staging".to_owned(), "production".to_owned())));
+        let aspect = f("Add response caching to the reporting API", "Add rate limiting to the reporting API").one_swap;
+        assert_eq!(aspect, Some(("response caching".to_owned(), "rate limiting".to_owned())));
         // a rewrite differs in more than one place, or shares too little
         assert!(
-            !f("Fix broken links in the documentation", "Repair dead hyperlinks throughout the docs site").one_swap
+            f("Fix broken links in the documentation", "Repair dead hyperlinks throughout the docs site")
+                .one_swap
+                .is_none()
         );
-        assert!(!f("Retrain the churn model", "Serve the image classifier behind a batching server").one_swap);
+        assert!(f("Retrain the churn model", "Serve the image classifier behind a batching server").one_swap.is_none());
         // nothing swapped: the same words, a typo, a synonym of the thesaurus, an added word
-        assert!(!f("Add caching to the admin API", "Add caching to the admin API").one_swap);
-        assert!(!f("Remove the deprecated search endpoint", "Remove the deprecated search endpiont").one_swap);
-        assert!(!f("Purge inactive accounts", "Purge dormant accounts").one_swap);
-        assert!(!f("Add caching to the admin API", "Add caching to the internal admin API").one_swap);
+        assert!(f("Add caching to the admin API", "Add caching to the admin API").one_swap.is_none());
+        assert!(f("Remove the deprecated search endpoint", "Remove the deprecated search endpiont").one_swap.is_none());
+        assert!(f("Purge inactive accounts", "Purge dormant accounts").one_swap.is_none());
+        assert!(f("Add caching to the admin API", "Add caching to the internal admin API").one_swap.is_none());
     }
 
     #[test]

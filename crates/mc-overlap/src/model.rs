@@ -222,8 +222,12 @@ fn reasons(f: &PairFeatures, relation: Option<Relation>) -> Vec<String> {
     }
     if let Some((a, b, cat)) = &f.slot_swap {
         out.push(format!("different {cat}: {a} vs {b}"));
-    } else if relation != Some(Relation::Duplicate) && f.substitution() {
-        out.push(format!("differs in: {} vs {}", f.only_a.join(" "), f.only_b.join(" ")));
+    } else if relation != Some(Relation::Duplicate) {
+        if let Some((a, b)) = &f.one_swap {
+            out.push(format!("same sentence, another object: {a} vs {b}"));
+        } else if f.substitution() {
+            out.push(format!("differs in: {} vs {}", f.only_a.join(" "), f.only_b.join(" ")));
+        }
     }
     if let PathRelation::Intersect { a, b, example } = &f.paths {
         out.push(format!("paths overlap: {a} and {b} both match {example}"));
@@ -265,6 +269,18 @@ fn fallback() -> ScorerModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_related_pair_says_what_was_swapped() {
+        let model = shipped_for("pocket-encoder/");
+        let a =
+            crate::ItemText { title: "Grant the finance team read access to the billing warehouse", description: "" };
+        let b =
+            crate::ItemText { title: "Grant the support team read access to the billing warehouse", description: "" };
+        let v = model.judge(&PairFeatures::new(a, b, 0.8, PathRelation::Unknown));
+        assert_eq!(v.relation, Some(Relation::Related), "{v:?}");
+        assert!(v.reasons.iter().any(|r| r == "same sentence, another object: finance vs support"), "{v:?}");
+    }
 
     #[test]
     fn shipped_models_parse_and_have_the_right_shape() {
