@@ -380,29 +380,40 @@ pub fn acronym(word: &str) -> Option<&'static str> {
 
 /// The text to embed: known acronyms are followed by their expansion in parentheses.
 pub fn expand_acronyms(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 32);
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if word.is_empty() {
-            return;
-        }
+    map_words(text, char::is_alphanumeric, |word, out| {
         out.push_str(word);
         if let Some(e) = acronym(word) {
             out.push_str(" (");
             out.push_str(e);
             out.push(')');
         }
-        word.clear();
-    };
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
+    })
+}
+
+/// Rewrites the words of `text` (runs of characters `in_word` accepts) with `write`, and copies
+/// everything between them as it is.
+pub(crate) fn map_words(
+    text: &str,
+    in_word: impl Fn(char) -> bool,
+    mut write: impl FnMut(&str, &mut String),
+) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut start = None;
+    for (i, c) in text.char_indices() {
+        match (in_word(c), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                write(&text[s..i], &mut out);
+                start = None;
+                out.push(c);
+            }
+            (false, None) => out.push(c),
+            (true, Some(_)) => {}
         }
     }
-    flush(&mut word, &mut out);
+    if let Some(s) = start {
+        write(&text[s..], &mut out);
+    }
     out
 }
 

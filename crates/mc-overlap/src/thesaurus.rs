@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use crate::text::fold;
+use crate::text::{fold, map_words};
 
 /// Changes whenever [`GROUPS`] or [`PHRASES`] change (a test pins their hash): the vectors of
 /// canonical texts are stored under a model id that carries it, so a new table re-embeds them.
@@ -309,25 +309,13 @@ pub fn join_phrases(text: &str) -> String {
 /// of that group: "Relaunch dead queue readers" becomes "restart dead queue consumer". Words of
 /// several groups, and everything that is not a word, stay as written.
 pub fn canonical(text: &str) -> String {
-    let joined = join_phrases(text);
-    let mut out = String::with_capacity(joined.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        if !word.is_empty() {
+    map_words(
+        &join_phrases(text),
+        |c| c.is_alphanumeric() || c == '-' || c == '\'',
+        |word, out| {
             out.push_str(head(word).unwrap_or(word));
-            word.clear();
-        }
-    };
-    for c in joined.chars() {
-        if c.is_alphanumeric() || c == '-' || c == '\'' {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
+        },
+    )
 }
 
 #[cfg(test)]
