@@ -28,14 +28,30 @@ fn main() {
 fn assets() -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").map_err(|_| "CARGO is not set (not run by cargo?)".to_owned())?;
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?).join("Cargo.toml");
-    let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--locked", "--manifest-path"])
-        .arg(&manifest)
-        .output()
-        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr)));
+    let target = std::env::var("TARGET").map_err(|_| "TARGET is not set (not run by cargo?)".to_owned())?;
+    // Offline first: the sources of every package this build needs are already unpacked. But cargo metadata
+    // resolves the whole workspace, and a first `cargo build -p one-crate` has not fetched the packages only
+    // other members use; then it may fetch them, as the build itself would.
+    let mut failure = String::new();
+    let mut output = None;
+    for offline in [true, false] {
+        let mut command = Command::new(&cargo);
+        command.args(["metadata", "--format-version", "1", "--locked", "--filter-platform", &target]);
+        if offline {
+            command.arg("--offline");
+        }
+        let out = command
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .output()
+            .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+        if out.status.success() {
+            output = Some(out);
+            break;
+        }
+        failure = String::from_utf8_lossy(&out.stderr).into_owned();
     }
+    let output = output.ok_or_else(|| format!("cargo metadata failed: {failure}"))?;
     let metadata: serde_json::Value =
         serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
     let packages = metadata["packages"].as_array().ok_or("cargo metadata lists no packages")?;
