@@ -47,6 +47,9 @@ pub struct Options {
     pub min_precision: f32,
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     pub surface_margin: f32,
+    /// Log-odds margin of the lone-duplicate threshold over the unrelated pair the duplicate
+    /// classifier is most sure of (`None`: no such threshold).
+    pub lone_margin: Option<f32>,
 }
 
 impl Default for Options {
@@ -60,6 +63,7 @@ impl Default for Options {
             folds: 5,
             min_precision: 0.93,
             surface_margin: 0.25,
+            lone_margin: Some(0.25),
         }
     }
 }
@@ -287,10 +291,22 @@ fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
 }
 
-/// Thresholds (duplicate, block, surface) from probabilities of pairs the classifiers were not
-/// fitted on: the lowest duplicate threshold keeping `min_precision`; blocking above every
-/// non-duplicate; surfacing a margin above the most confident unrelated pair.
-pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options) -> (f32, f32, f32) {
+/// The thresholds of a variant, chosen on out-of-fold probabilities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub duplicate: f32,
+    pub block: f32,
+    pub surface: f32,
+    pub lone_duplicate: f32,
+}
+
+/// Thresholds from probabilities of pairs the classifiers were not fitted on: the lowest
+/// duplicate threshold keeping `min_precision`; blocking above every non-duplicate; surfacing a
+/// margin above the most confident unrelated pair; and, for a duplicate the surface classifier
+/// would not surface, a margin above the unrelated pair the duplicate classifier is most sure of
+/// (the duplicate classifier learns mostly from related pairs, and an unrelated pair shares few
+/// words, as a rewrite does).
+pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options) -> Thresholds {
     let mut cands: Vec<f32> = probs.iter().map(|p| p.0).collect();
     cands.sort_by(f32::total_cmp);
     let mut duplicate = 0.99f32;
@@ -310,21 +326,34 @@ pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options)
             break;
         }
     }
-    let worst_non_dup = examples.iter().zip(probs).filter(|(e, _)| !e.duplicate).map(|(_, p)| p.0).fold(0.0, f32::max);
-    let block = duplicate.max(sigmoid(logit(worst_non_dup) + 0.5)).min(0.999);
-    let worst_unrelated = examples.iter().zip(probs).filter(|(e, _)| !e.surface).map(|(_, p)| p.1).fold(0.0, f32::max);
-    let surface = sigmoid(logit(worst_unrelated) + options.surface_margin).min(0.999);
-    (duplicate, block, surface)
+    let most = |keep: fn(&Example) -> bool, pick: fn(&(f32, f32)) -> f32| {
+        examples.iter().zip(probs).filter(|(e, _)| keep(e)).map(|(_, p)| pick(p)).fold(0.0, f32::max)
+    };
+    let block = duplicate.max(sigmoid(logit(most(|e| !e.duplicate, |p| p.0)) + 0.5)).min(0.999);
+    let surface = sigmoid(logit(most(|e| !e.surface, |p| p.1)) + options.surface_margin).min(0.999);
+    let lone_duplicate = match options.lone_margin {
+        Some(margin) => duplicate.max(sigmoid(logit(most(|e| !e.surface, |p| p.0)) + margin)).min(0.999),
+        None => duplicate,
+    };
+    Thresholds { duplicate, block, surface, lone_duplicate }
 }
 
 /// Fits a variant on `examples`: thresholds from out-of-fold predictions, classifiers on all.
 pub fn fit_variant(features: Vec<Feature>, examples: &[Example], options: &Options) -> Variant {
     let probs = out_of_fold(examples, options);
-    let (duplicate_threshold, block_threshold, surface_threshold) = thresholds(examples, &probs, options);
+    let t = thresholds(examples, &probs, options);
     let xs: Vec<Vec<f32>> = examples.iter().map(|e| e.x.clone()).collect();
     let duplicate = fit_classifier(&xs, &examples.iter().map(|e| e.duplicate).collect::<Vec<_>>(), options);
     let surface = fit_surface(&examples.iter().collect::<Vec<_>>(), options);
-    Variant { features, duplicate, duplicate_threshold, block_threshold, surface, surface_threshold }
+    Variant {
+        features,
+        duplicate,
+        duplicate_threshold: t.duplicate,
+        block_threshold: t.block,
+        surface,
+        surface_threshold: t.surface,
+        lone_duplicate_threshold: options.lone_margin.map(|_| t.lone_duplicate),
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +381,38 @@ mod tests {
         assert!(sigmoid(t.logit(&[0.9])) > 0.8);
         assert!(sigmoid(t.logit(&[0.1])) < 0.2);
         assert_eq!(t, fit_trees(&xs, &ys, 50, 1, 0.3), "fitting is deterministic");
+    }
+
+    #[test]
+    fn the_lone_threshold_sits_above_the_likeliest_unrelated_pair() {
+        let example = |duplicate: bool, surface: bool| Example {
+            x: vec![0.0],
+            duplicate,
+            surface,
+            forced_duplicate: false,
+            stratum: String::new(),
+        };
+        let examples: Vec<Example> = (0..10).map(|i| example(i < 5, i < 8)).collect();
+        // duplicates 0.7..0.9, related 0.2, unrelated pairs at p_dup 0.62 and 0.3
+        let probs: Vec<(f32, f32)> = vec![
+            (0.9, 0.9),
+            (0.85, 0.9),
+            (0.8, 0.4),
+            (0.75, 0.9),
+            (0.7, 0.9),
+            (0.2, 0.9),
+            (0.2, 0.9),
+            (0.2, 0.9),
+            (0.62, 0.3),
+            (0.3, 0.2),
+        ];
+        let options = Options { min_precision: 0.8, ..Options::default() };
+        let t = thresholds(&examples, &probs, &options);
+        assert!((t.duplicate - 0.62).abs() < 1e-6, "{t:?}");
+        assert!((t.lone_duplicate - sigmoid(logit(0.62) + 0.25)).abs() < 1e-6, "{t:?}");
+        assert!((t.surface - sigmoid(logit(0.3) + 0.25)).abs() < 1e-6, "{t:?}");
+        let none = thresholds(&examples, &probs, &Options { lone_margin: None, ..options });
+        assert_eq!(none.lone_duplicate, none.duplicate);
     }
 
     #[test]

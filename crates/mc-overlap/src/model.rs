@@ -100,6 +100,10 @@ pub struct Variant {
     pub surface: Classifier,
     /// `p_surface` at or above which an item is surfaced as `related`.
     pub surface_threshold: f32,
+    /// `p_duplicate` at or above which a pair below `surface_threshold` is still a duplicate
+    /// (none: `duplicate_threshold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lone_duplicate_threshold: Option<f32>,
 }
 
 /// A fitted scorer for one embedding model.
@@ -149,9 +153,11 @@ impl Variant {
             p_dup = p_dup.max(0.99);
         }
         let p_surface = self.surface.probability(&x);
-        let relation = if p_dup >= self.duplicate_threshold {
+        let surfaced = p_surface >= self.surface_threshold;
+        let lone = self.lone_duplicate_threshold.unwrap_or(self.duplicate_threshold);
+        let relation = if p_dup >= self.duplicate_threshold && (surfaced || p_dup >= lone) {
             Some(Relation::Duplicate)
-        } else if p_surface >= self.surface_threshold || matches!(f.paths, PathRelation::Intersect { .. }) {
+        } else if surfaced || matches!(f.paths, PathRelation::Intersect { .. }) {
             Some(Relation::Related)
         } else {
             None
@@ -261,6 +267,7 @@ fn fallback() -> ScorerModel {
             block_threshold: 0.9,
             surface: Classifier::Logistic(Logistic { bias: -6.0, weights: vec![10.0, 0.0, 4.0] }),
             surface_threshold: 0.5,
+            lone_duplicate_threshold: None,
         }],
         canonical_input: false,
     }
@@ -317,6 +324,7 @@ mod tests {
             block_threshold: 0.9,
             surface: model,
             surface_threshold: 0.5,
+            lone_duplicate_threshold: None,
         }
     }
 
@@ -338,5 +346,30 @@ mod tests {
         let both = PairFeatures::with_signals(a, b, signals, PathRelation::Unknown);
         assert_eq!(model.judge(&both).relation, Some(Relation::Duplicate));
         assert!(model.wants_bundled_cosine() && !model.wants_words());
+    }
+
+    #[test]
+    fn a_duplicate_the_surface_classifier_would_not_surface_needs_the_lone_threshold() {
+        let features = vec![Feature::Cosine];
+        let with = |p_dup: f32, p_surface: f32| Variant {
+            features: features.clone(),
+            duplicate: Classifier::Logistic(Logistic { bias: (p_dup / (1.0 - p_dup)).ln(), weights: vec![0.0] }),
+            duplicate_threshold: 0.6,
+            block_threshold: 0.95,
+            surface: Classifier::Logistic(Logistic { bias: (p_surface / (1.0 - p_surface)).ln(), weights: vec![0.0] }),
+            surface_threshold: 0.6,
+            lone_duplicate_threshold: Some(0.7),
+        };
+        let a = crate::ItemText { title: "Cache user permissions in the session", description: "" };
+        let b = crate::ItemText { title: "Cache rendered Markdown for wiki pages", description: "" };
+        let f = PairFeatures::new(a, b, 0.3, PathRelation::Unknown);
+        let relation = |p_dup, p_surface| with(p_dup, p_surface).judge(&f).map(|v| v.relation);
+        assert_eq!(relation(0.65, 0.5), Some(None), "over the duplicate threshold, under the lone one: not surfaced");
+        assert_eq!(relation(0.75, 0.5), Some(Some(Relation::Duplicate)), "over the lone threshold");
+        assert_eq!(relation(0.65, 0.65), Some(Some(Relation::Duplicate)), "surfaced: the duplicate threshold holds");
+        assert_eq!(relation(0.5, 0.65), Some(Some(Relation::Related)));
+        let mut old = with(0.65, 0.5);
+        old.lone_duplicate_threshold = None;
+        assert_eq!(old.judge(&f).map(|v| v.relation), Some(Some(Relation::Duplicate)), "models without one");
     }
 }

@@ -70,6 +70,13 @@ struct Args {
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     #[arg(long, default_value_t = 0.25)]
     surface_margin: f32,
+    /// Log-odds margin of the lone-duplicate threshold (for a duplicate the surface classifier would
+    /// not surface) over the unrelated pair the duplicate classifier is most sure of.
+    #[arg(long, default_value_t = 0.25)]
+    lone_margin: f32,
+    /// Fit no lone-duplicate threshold (for ablations).
+    #[arg(long)]
+    no_lone: bool,
     /// Leave these inputs out (comma-separated snake_case names), for ablations.
     #[arg(long, value_delimiter = ',')]
     without: Vec<String>,
@@ -264,6 +271,7 @@ async fn main() -> Result<()> {
         folds: 5,
         min_precision: args.target_precision,
         surface_margin: args.surface_margin,
+        lone_margin: (!args.no_lone).then_some(args.lone_margin),
     };
     let without: Vec<Feature> = args
         .without
@@ -285,7 +293,7 @@ async fn main() -> Result<()> {
         println!("inputs: {}", names(&rich));
         let mut figures = cross_validate(&cal, &rich, &options, args.verbose, 0);
         for r in 1..args.repeats.max(1) {
-            figures.add(&cross_validate(&cal, &rich, &options, false, u64::from(r)));
+            figures.add(&cross_validate(&cal, &rich, &options, args.verbose, u64::from(r)));
         }
         let what = if args.repeats > 1 {
             format!("calibration, 5-fold cross-validated {} times with other folds (counts summed)", args.repeats)
