@@ -498,6 +498,9 @@ struct Figures {
     true_dup: usize,
     surfaced_dups: usize,
     surfaced_unrelated: usize,
+    /// Unrelated pairs surfaced by each route: the duplicate label, the surface classifier,
+    /// intersecting paths.
+    unrelated_routes: [usize; 3],
     related_as_dup: usize,
     surfaced_related: usize,
     blocked: usize,
@@ -513,6 +516,9 @@ impl Figures {
         self.true_dup += o.true_dup;
         self.surfaced_dups += o.surfaced_dups;
         self.surfaced_unrelated += o.surfaced_unrelated;
+        for (mine, theirs) in self.unrelated_routes.iter_mut().zip(o.unrelated_routes) {
+            *mine += theirs;
+        }
         self.related_as_dup += o.related_as_dup;
         self.surfaced_related += o.surfaced_related;
         self.blocked += o.blocked;
@@ -543,7 +549,11 @@ impl Figures {
             self.said_dup
         );
         println!("duplicates surfaced at any relation: {:.3} ({}/{})", self.surfaced(), self.surfaced_dups, self.dups);
-        println!("unrelated pairs surfaced: {}/{}", self.surfaced_unrelated, self.unrelated);
+        let [by_label, by_classifier, by_paths] = self.unrelated_routes;
+        println!(
+            "unrelated pairs surfaced: {}/{} (labelled duplicate {by_label}, related by the surface classifier {by_classifier}, related by intersecting paths {by_paths})",
+            self.surfaced_unrelated, self.unrelated
+        );
         println!(
             "related pairs labelled duplicate: {}/{} (surfaced at any relation: {})",
             self.related_as_dup, self.related, self.surfaced_related
@@ -571,6 +581,13 @@ fn evaluate(set: &[&Scored], judge: impl Fn(&Scored) -> Verdict, verbose: bool) 
             _ => {
                 f.unrelated += 1;
                 f.surfaced_unrelated += usize::from(v.relation.is_some());
+                let paths = matches!(s.features.paths, mc_overlap::PathRelation::Intersect { .. });
+                match v.relation {
+                    Some(Relation::Duplicate) => f.unrelated_routes[0] += 1,
+                    Some(Relation::Related) if paths => f.unrelated_routes[2] += 1,
+                    Some(Relation::Related) => f.unrelated_routes[1] += 1,
+                    None => {}
+                }
             }
         }
         f.said_dup += usize::from(dup);
