@@ -149,6 +149,10 @@ pub struct PairFeatures {
     /// Read in order, the texts are one sentence with one short stretch replaced: the words of
     /// that stretch on each side ("finance" and "support").
     pub one_swap: Option<(String, String)>,
+    /// The two texts begin with the same word (mostly the verb: "Cache…", "Refactor…") and share
+    /// no other word that names an object, and each names at least two objects the other lacks:
+    /// the same kind of work on other things.
+    pub lead_only: bool,
     pub paths: PathRelation,
 }
 
@@ -422,12 +426,24 @@ impl PairFeatures {
         let length_ratio = if na.max(nb) > 0 { na.min(nb) as f32 / na.max(nb) as f32 } else { 1.0 };
         let alignment = signals.words.map(|w| alignment(&sa, &sb, w));
         let one_swap = one_swap(&sa, &sb);
+        let only_a = objects(&sa, &ia, &loose_a);
+        let only_b = objects(&sb, &ib, &loose_b);
+        let lead_only = match (sa.tokens.first(), sb.tokens.first()) {
+            (Some(x), Some(y)) => {
+                similar(&x.norm, &y.norm)
+                    && (1..sa.tokens.len()).all(|i| !sa.matched[i] || ia[i].1)
+                    && (1..sb.tokens.len()).all(|j| !sb.matched[j] || ib[j].1)
+                    && only_a.len() >= 2
+                    && only_b.len() >= 2
+            }
+            _ => false,
+        };
         Self {
             cosine: signals.cosine,
             cosine_bundled: signals.cosine_bundled,
             lexical: if union > 0.0 { inter / union } else { 0.0 },
-            only_a: objects(&sa, &ia, &loose_a),
-            only_b: objects(&sb, &ib, &loose_b),
+            only_a,
+            only_b,
             slot_swap,
             unmatched: if spec_total > 0.0 { spec_unmatched / spec_total } else { 0.0 },
             shared_objects,
@@ -435,6 +451,7 @@ impl PairFeatures {
             slot_one_sided,
             alignment,
             one_swap,
+            lead_only,
             paths,
         }
     }
@@ -488,6 +505,7 @@ impl PairFeatures {
             Feature::AlignSwap => self.alignment?.swap,
             Feature::AlignWeakest => self.alignment?.weakest,
             Feature::OneSwap => flag(self.one_swap.is_some()),
+            Feature::LeadOnly => flag(self.lead_only),
         })
     }
 
@@ -576,6 +594,8 @@ pub enum Feature {
     AlignWeakest,
     /// See [`PairFeatures::one_swap`].
     OneSwap,
+    /// See [`PairFeatures::lead_only`].
+    LeadOnly,
 }
 
 impl Feature {
@@ -598,6 +618,7 @@ impl Feature {
         Feature::LengthRatio,
         Feature::SlotOneSided,
         Feature::OneSwap,
+        Feature::LeadOnly,
     ];
     /// Inputs that need the bundled embedder's cosine as well.
     pub const BUNDLED: &[Feature] = &[Feature::CosineBundled, Feature::CosineMean];
@@ -657,6 +678,17 @@ mod tests {
         assert!(f("Remove the deprecated search endpoint", "Remove the deprecated search endpiont").one_swap.is_none());
         assert!(f("Purge inactive accounts", "Purge dormant accounts").one_swap.is_none());
         assert!(f("Add caching to the admin API", "Add caching to the internal admin API").one_swap.is_none());
+    }
+
+    #[test]
+    fn lead_only_is_the_same_verb_on_other_things() {
+        assert!(f("Cache exchange rates in Redis", "Cache thumbnails of uploaded videos").lead_only);
+        assert!(f("Refactor the invoice renderer", "Refactor the retry queue of the mailer").lead_only);
+        // another shared object, one object each (a swap), no shared first word, the same text
+        assert!(!f("Refactor the invoice renderer", "Refactor the invoice exporter into two crates").lead_only);
+        assert!(!f("Cache exchange rates", "Cache thumbnails").lead_only);
+        assert!(!f("Purge dormant profiles", "Delete inactive user accounts after two years").lead_only);
+        assert!(!f("Cache exchange rates in Redis", "Cache exchange rates in Redis").lead_only);
     }
 
     #[test]
