@@ -50,6 +50,8 @@ pub struct Options {
     /// Log-odds margin of the lone-duplicate threshold over the unrelated pair the duplicate
     /// classifier is most sure of (`None`: no such threshold).
     pub lone_margin: Option<f32>,
+    /// Log-odds margin of the block threshold over the most confident non-duplicate.
+    pub block_margin: f32,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             min_precision: 0.93,
             surface_margin: 0.25,
             lone_margin: Some(0.25),
+            block_margin: 0.5,
         }
     }
 }
@@ -329,7 +332,7 @@ pub fn thresholds(examples: &[Example], probs: &[(f32, f32)], options: &Options)
     let most = |keep: fn(&Example) -> bool, pick: fn(&(f32, f32)) -> f32| {
         examples.iter().zip(probs).filter(|(e, _)| keep(e)).map(|(_, p)| pick(p)).fold(0.0, f32::max)
     };
-    let block = duplicate.max(sigmoid(logit(most(|e| !e.duplicate, |p| p.0)) + 0.5)).min(0.999);
+    let block = duplicate.max(sigmoid(logit(most(|e| !e.duplicate, |p| p.0)) + options.block_margin)).min(0.999);
     let surface = sigmoid(logit(most(|e| !e.surface, |p| p.1)) + options.surface_margin).min(0.999);
     let lone_duplicate = match options.lone_margin {
         Some(margin) => duplicate.max(sigmoid(logit(most(|e| !e.surface, |p| p.0)) + margin)).min(0.999),

@@ -74,6 +74,9 @@ struct Args {
     /// not surface) over the unrelated pair the duplicate classifier is most sure of.
     #[arg(long, default_value_t = 0.25)]
     lone_margin: f32,
+    /// Log-odds margin of the block threshold over the most confident non-duplicate.
+    #[arg(long, default_value_t = 0.5)]
+    block_margin: f32,
     /// Fit no lone-duplicate threshold (for ablations).
     #[arg(long)]
     no_lone: bool,
@@ -272,6 +275,7 @@ async fn main() -> Result<()> {
         min_precision: args.target_precision,
         surface_margin: args.surface_margin,
         lone_margin: (!args.no_lone).then_some(args.lone_margin),
+        block_margin: args.block_margin,
     };
     let without: Vec<Feature> = args
         .without
@@ -602,10 +606,11 @@ fn evaluate(set: &[&Scored], judge: impl Fn(&Scored) -> Verdict, verbose: bool) 
         if verbose && s.pair.split == "calibration" && want != got && !(want == "related" && got == "unrelated") {
             let fe = &s.features;
             println!(
-                "  {} [{}/{}] got {got} (p_dup {:.2}, p_surf {:.2}, cos {:.2}, lex {:.2}, only {:?}/{:?}, align {:?}): {} || {}",
+                "  {} [{}/{}] got {got}{} (p_dup {:.2}, p_surf {:.2}, cos {:.2}, lex {:.2}, only {:?}/{:?}, align {:?}): {} || {}",
                 s.pair.id,
                 want,
                 s.pair.kind,
+                if v.blocks { ", blocked" } else { "" },
                 v.p_duplicate,
                 v.p_surface,
                 fe.cosine,
