@@ -4,6 +4,7 @@
 //! environment, service, language, provider, version or endpoint is a different object), and
 //! whether their declared path globs can match a common file (exactly).
 
+pub mod calibrate;
 pub mod features;
 pub mod fit;
 pub mod glob;

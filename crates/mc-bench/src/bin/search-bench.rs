@@ -273,6 +273,13 @@ async fn run() -> Result<()> {
     let mut store_text = Vec::new();
     let mut store_hybrid = Vec::new();
     let mut scoring = Vec::new();
+    let mut embedding = Vec::new();
+    for q in &queries {
+        let q = format!("{q} (embedded alone)");
+        let t = Instant::now();
+        embedder.embed(std::slice::from_ref(&q)).await?;
+        embedding.push(t.elapsed());
+    }
     let model_id = embedder.model_id().to_owned();
     let qv = embedder.embed(&queries[..queries.len().min(50)]).await?;
     let scorer = mc_overlap::shipped_for(&model_id);
@@ -307,6 +314,7 @@ async fn run() -> Result<()> {
     line("overlap check (draft, incl. embedding)", overlap);
     line("hybrid search, one mission", search_mission);
     line("hybrid search, everything", search_all);
+    line("  of which: embedding the new text", embedding);
     line("  of which: store full-text query", store_text);
     line("  of which: store hybrid query", store_hybrid);
     line("  of which: scoring 20 candidates", scoring);
