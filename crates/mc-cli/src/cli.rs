@@ -115,6 +115,11 @@ pub struct ServerArgs {
 pub enum ServerCmd {
     /// Apply pending database migrations and exit (`mc server` also does it at start).
     Migrate,
+    /// Measure the overlap scorer for the configured embedder on the labelled pairs shipped in
+    /// the binary, and, for an embedder no shipped scorer was fitted for (an embeddings endpoint,
+    /// another model directory), fit one and keep it in the data directory for `mc server`, which
+    /// would otherwise calibrate in the background at start.
+    Calibrate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

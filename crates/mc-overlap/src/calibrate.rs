@@ -60,14 +60,11 @@ pub fn shipped_pairs() -> Vec<LabelledPair> {
     parse_pairs(PAIRS_JSONL).unwrap_or_default()
 }
 
-/// The texts to embed for `pairs`, two per pair (`a` then `b`), as a server embeds task texts for
-/// an embedder without a shipped scorer: acronyms expanded, no thesaurus.
+/// The texts of `pairs`, two per pair (`a` then `b`), each its title then its description as a
+/// task's text is. Embed them as the server embeds task texts (for an embedder without a shipped
+/// scorer: acronyms expanded, see [`ScorerModel::embedding_input`]).
 pub fn texts_to_embed(pairs: &[LabelledPair]) -> Vec<String> {
-    pairs
-        .iter()
-        .flat_map(|p| [&p.a, &p.b])
-        .map(|s| crate::text::embedding_input(&s.item().embedding_input(), false))
-        .collect()
+    pairs.iter().flat_map(|p| [&p.a, &p.b]).map(|s| s.item().embedding_input()).collect()
 }
 
 /// A labelled pair with the features the scorer reads.
@@ -116,7 +113,7 @@ pub fn examples(set: &[&Scored], features: &[Feature]) -> Vec<Example> {
 }
 
 /// What a scorer did on a set of labelled pairs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Figures {
     pub duplicates: usize,
     pub related: usize,
@@ -266,9 +263,20 @@ pub fn calibrate(embedder_id: &str, pairs: Vec<LabelledPair>, cosines: &[f32]) -
     let features = Feature::BASE.to_vec();
     let variant = fit::fit_variant(features.clone(), &examples(&cal, &features), &Options::default());
     let model = ScorerModel { embedder: embedder_id.to_owned(), variants: vec![variant], canonical_input: false };
-    let calibration = Figures::of(&cal, |s| model.judge(&s.features));
-    let holdout = Figures::of(&held, |s| model.judge(&s.features));
+    let (calibration, holdout) = measured(&model, &cal, &held);
     Ok(Calibration { model, calibration, holdout })
+}
+
+/// The figures of `model` on the calibration and the held-out split of `pairs`, whose cosines by
+/// its embedder are `cosines`.
+pub fn measure(model: &ScorerModel, pairs: Vec<LabelledPair>, cosines: &[f32]) -> Result<(Figures, Figures), String> {
+    let scored = score(pairs, cosines)?;
+    let split = |name: &str| scored.iter().filter(|s| s.pair.split == name).collect::<Vec<_>>();
+    Ok(measured(model, &split("calibration"), &split("holdout")))
+}
+
+fn measured(model: &ScorerModel, cal: &[&Scored], held: &[&Scored]) -> (Figures, Figures) {
+    (Figures::of(cal, |s| model.judge(&s.features)), Figures::of(held, |s| model.judge(&s.features)))
 }
 
 #[cfg(test)]

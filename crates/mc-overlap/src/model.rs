@@ -246,13 +246,18 @@ const SHIPPED: &[&str] = &[include_str!("../models/pocket-encoder.json"), includ
 
 /// The shipped model for an embedder id (by prefix), else the bundled embedder's model.
 pub fn shipped_for(embedder_id: &str) -> ScorerModel {
-    let models: Vec<ScorerModel> = SHIPPED.iter().filter_map(|s| serde_json::from_str(s).ok()).collect();
-    models
-        .iter()
-        .find(|m| embedder_id.starts_with(&m.embedder))
-        .or_else(|| models.first())
-        .cloned()
+    fitted_for(embedder_id)
+        .or_else(|| SHIPPED.first().and_then(|s| serde_json::from_str(s).ok()))
         .unwrap_or_else(fallback)
+}
+
+/// The shipped model fitted for this embedder (by id prefix), if there is one: any other
+/// embedder needs a scorer [calibrated](crate::calibrate) for it.
+pub fn fitted_for(embedder_id: &str) -> Option<ScorerModel> {
+    SHIPPED
+        .iter()
+        .filter_map(|s| serde_json::from_str::<ScorerModel>(s).ok())
+        .find(|m| !m.embedder.is_empty() && embedder_id.starts_with(&m.embedder))
 }
 
 /// A conservative hand-set model used only if no shipped model parses.

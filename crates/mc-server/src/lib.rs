@@ -3,6 +3,7 @@
 //! `mc` binary parses flags and picks the backend.
 
 pub mod auth;
+pub mod calibration;
 pub mod error;
 pub mod extract;
 mod mcp;
@@ -49,6 +50,9 @@ pub struct ServerOptions {
     pub reaper_interval: Duration,
     /// The sentence embedder for search and overlap detection; without one, both use text only.
     pub embedder: Option<Arc<dyn mc_embed::Embedder>>,
+    /// Where the server keeps what it can rebuild: the overlap scorers it calibrated for embedders
+    /// that no shipped scorer was fitted for. Without it, each start calibrates again.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -58,6 +62,7 @@ impl Default for ServerOptions {
             max_body_bytes: 1024 * 1024,
             reaper_interval: Duration::from_secs(1),
             embedder: None,
+            state_dir: None,
         }
     }
 }
@@ -176,6 +181,7 @@ pub struct RunningServer {
     http: JoinHandle<std::io::Result<()>>,
     reaper: JoinHandle<()>,
     embedder: Option<JoinHandle<()>>,
+    calibration: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -196,6 +202,9 @@ impl RunningServer {
         if let Some(e) = self.embedder {
             e.await.context("embedding worker task panicked")?;
         }
+        if let Some(c) = self.calibration {
+            c.await.context("scorer calibration task panicked")?;
+        }
         Ok(())
     }
 }
@@ -212,6 +221,7 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
         AppState::new(Arc::clone(&store), clock).with_embedder(opts.embedder.clone()).with_mcp(Arc::clone(&mcp));
     // the worker embeds exactly as the request path does (same preparation, same model id)
     let worker_embedder = state.semantic.as_ref().map(|s| Arc::clone(&s.embedder));
+    let semantic = state.semantic.clone();
     let (tx, rx) = watch::channel(false);
     let mut http_rx = rx.clone();
     let app = app(state, opts.max_body_bytes);
@@ -226,6 +236,17 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
     });
     let embedder = worker_embedder
         .map(|e| tokio::spawn(overlap::run_embedder(Arc::clone(&store), e, Duration::from_millis(500), rx.clone())));
+    let calibration = semantic.filter(overlap::Semantic::needs_calibration).and_then(|s| {
+        let kept = opts.state_dir.as_deref().and_then(|d| calibration::load_kept(d, s.embedder.model_id()));
+        match kept {
+            Some(model) => {
+                tracing::info!(model = %s.embedder.model_id(), "using the overlap scorer calibrated for this embedder before");
+                s.install(Arc::new(model));
+                None
+            }
+            None => Some(tokio::spawn(calibration::in_background(s, opts.state_dir.clone(), rx.clone()))),
+        }
+    });
     let reaper = tokio::spawn(reaper::run(store, opts.reaper_interval, rx));
-    Ok(RunningServer { addr, shutdown: tx, http, reaper, embedder })
+    Ok(RunningServer { addr, shutdown: tx, http, reaper, embedder, calibration })
 }

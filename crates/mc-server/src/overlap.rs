@@ -38,17 +38,79 @@ const RECENT_VECTORS: usize = 512;
 #[derive(Debug, Clone)]
 pub struct Semantic {
     pub embedder: Arc<dyn Embedder>,
-    pub scorer: Arc<ScorerModel>,
+    scorer: Arc<std::sync::RwLock<Scorer>>,
     recent: Arc<Mutex<RecentVectors>>,
 }
 
+#[derive(Debug)]
+struct Scorer {
+    model: Arc<ScorerModel>,
+    /// Set while the scorer in use is the interim one of an embedder without a fitted scorer.
+    uncalibrated: Option<String>,
+}
+
 impl Semantic {
-    /// The configured embedder, [prepared](prepared) for its scorer.
+    /// The configured embedder, [prepared](prepared) for its scorer. An embedder without a
+    /// shipped scorer starts with the interim one (see [`Semantic::needs_calibration`]).
     pub fn new(embedder: Arc<dyn Embedder>) -> Self {
-        let scorer = Arc::new(mc_overlap::shipped_for(embedder.model_id()));
-        let embedder: Arc<dyn Embedder> = Arc::new(Prepared::new(embedder, Arc::clone(&scorer)));
-        Self { embedder, scorer, recent: Arc::new(Mutex::new(RecentVectors::new(RECENT_VECTORS))) }
+        let (model, calibrated) = scorer_for(embedder.model_id());
+        let model = Arc::new(model);
+        let embedder: Arc<dyn Embedder> = Arc::new(Prepared::new(embedder, &model));
+        let uncalibrated = (!calibrated).then(|| {
+            format!(
+                "the overlap scorer is being calibrated for the embedder {}; until then suggestions are approximate and no creation is refused",
+                embedder.model_id()
+            )
+        });
+        Self {
+            embedder,
+            scorer: Arc::new(std::sync::RwLock::new(Scorer { model, uncalibrated })),
+            recent: Arc::new(Mutex::new(RecentVectors::new(RECENT_VECTORS))),
+        }
     }
+
+    /// The scorer in use.
+    pub fn scorer(&self) -> Arc<ScorerModel> {
+        Arc::clone(&self.scorer.read().unwrap_or_else(|p| p.into_inner()).model)
+    }
+
+    /// Whether the scorer in use is the interim one (no scorer is fitted for this embedder yet).
+    pub fn needs_calibration(&self) -> bool {
+        self.scorer.read().unwrap_or_else(|p| p.into_inner()).uncalibrated.is_some()
+    }
+
+    /// The warning overlap answers carry while the scorer is the interim one.
+    fn calibration_warning(&self) -> Option<String> {
+        self.scorer.read().unwrap_or_else(|p| p.into_inner()).uncalibrated.clone()
+    }
+
+    /// Puts a scorer calibrated for this embedder in use. It must read plain texts, as the interim
+    /// one does: the vectors already stored were made of them.
+    pub fn install(&self, model: Arc<ScorerModel>) {
+        if model.canonical_input {
+            tracing::warn!("a calibrated scorer must read plain texts; ignored");
+            return;
+        }
+        *self.scorer.write().unwrap_or_else(|p| p.into_inner()) = Scorer { model, uncalibrated: None };
+    }
+}
+
+/// The scorer for an embedder: the shipped one fitted for it, or else the interim one, which reads
+/// plain texts (as any calibrated scorer does), judges with the thresholds of all-MiniLM-L6-v2 and
+/// refuses no creation; the flag says which.
+pub fn scorer_for(embedder_id: &str) -> (ScorerModel, bool) {
+    if let Some(m) = mc_overlap::model::fitted_for(embedder_id) {
+        return (m, true);
+    }
+    let mut m = mc_overlap::model::fitted_for("minilm-dir/").unwrap_or_else(|| mc_overlap::shipped_for(""));
+    // its last variant reads one cosine (the others also read the bundled model's)
+    m.variants = m.variants.split_off(m.variants.len().saturating_sub(1));
+    for v in &mut m.variants {
+        v.block_threshold = f32::INFINITY;
+    }
+    m.canonical_input = false;
+    m.embedder = embedder_id.to_owned();
+    (m, false)
 }
 
 /// `embedder` as the server runs it: each text is given to it the way its scorer was fitted
@@ -56,21 +118,21 @@ impl Semantic {
 /// group), and the vectors are stored under an id that says so. Whatever embeds for the server
 /// (the request path, the embedding worker, a benchmark filling the store) goes through this.
 pub fn prepared(embedder: Arc<dyn Embedder>) -> Arc<dyn Embedder> {
-    let scorer = Arc::new(mc_overlap::shipped_for(embedder.model_id()));
-    Arc::new(Prepared::new(embedder, scorer))
+    let (scorer, _) = scorer_for(embedder.model_id());
+    Arc::new(Prepared::new(embedder, &scorer))
 }
 
 #[derive(Debug)]
 struct Prepared {
     inner: Arc<dyn Embedder>,
-    scorer: Arc<ScorerModel>,
+    canonical: bool,
     id: String,
 }
 
 impl Prepared {
-    fn new(inner: Arc<dyn Embedder>, scorer: Arc<ScorerModel>) -> Self {
+    fn new(inner: Arc<dyn Embedder>, scorer: &ScorerModel) -> Self {
         let id = scorer.vector_model_id(inner.model_id());
-        Self { inner, scorer, id }
+        Self { inner, canonical: scorer.canonical_input, id }
     }
 }
 
@@ -85,7 +147,7 @@ impl Embedder for Prepared {
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, mc_embed::EmbedError> {
-        let texts: Vec<String> = texts.iter().map(|t| self.scorer.embedding_input(t)).collect();
+        let texts: Vec<String> = texts.iter().map(|t| mc_overlap::text::embedding_input(t, self.canonical)).collect();
         self.inner.embed(&texts).await
     }
 }
@@ -238,12 +300,13 @@ pub async fn check(
         }
     }
     rank(&mut suggestions);
+    warnings.extend(semantic.and_then(Semantic::calibration_warning));
     Ok(Outcome { suggestions, blocking, warnings, vector })
 }
 
 /// The scorer fitted for the configured embedder (or for wording alone).
 fn scorer_of(semantic: Option<&Semantic>) -> Arc<ScorerModel> {
-    semantic.map(|s| Arc::clone(&s.scorer)).unwrap_or_else(|| Arc::new(mc_overlap::shipped_for("")))
+    semantic.map(Semantic::scorer).unwrap_or_else(|| Arc::new(mc_overlap::shipped_for("")))
 }
 
 /// Judges one existing task against the draft: a suggestion if they overlap, and whether it

@@ -790,3 +790,122 @@ async fn the_embedding_worker_fills_vectors_for_changed_texts() {
     assert!(store.pending_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
     assert!(store.pending_kluster_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
 }
+
+/// An OpenAI-compatible embeddings endpoint serving a real model (the bundled one) on a free
+/// loopback port. Requests of more than one text (the scorer's calibration sends batches; the
+/// request path sends one text) wait while `gate` is closed.
+async fn embeddings_endpoint(gate: tokio::sync::watch::Receiver<bool>) -> String {
+    use axum::Json;
+    use axum::extract::State;
+    use mc_embed::Embedder;
+    async fn embeddings(
+        State(gate): State<tokio::sync::watch::Receiver<bool>>,
+        Json(body): Json<Value>,
+    ) -> (StatusCode, Json<Value>) {
+        let inputs: Vec<String> =
+            body["input"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+        if inputs.len() > 1 {
+            let mut gate = gate.clone();
+            let _ = gate.wait_for(|open| *open).await;
+        }
+        match mc_embed::PocketEmbedder::new().embed(&inputs).await {
+            Ok(vectors) => {
+                let data: Vec<Value> = vectors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+                    .collect();
+                (StatusCode::OK, Json(json!({"object": "list", "data": data, "model": body["model"]})))
+            }
+            Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": e.to_string()}}))),
+        }
+    }
+    let app = axum::Router::new().route("/v1/embeddings", axum::routing::post(embeddings)).with_state(gate);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let base = embeddings_endpoint(gate).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let endpoint = || -> Arc<dyn mc_embed::Embedder> {
+        Arc::new(mc_embed::OpenAiEmbedder::new(&base, "pocket-served", None, None).expect("client"))
+    };
+    let start = |dir: &tempfile::TempDir| {
+        let store =
+            SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), Arc::new(SystemClock))).expect("store");
+        let opts = ServerOptions {
+            listen: "127.0.0.1:0".into(),
+            embedder: Some(endpoint()),
+            state_dir: Some(state.path().to_owned()),
+            ..Default::default()
+        };
+        (Arc::new(store) as Arc<dyn mc_store::Store>, opts)
+    };
+    let data = tempfile::tempdir().expect("data dir");
+    let (store, opts) = start(&data);
+    mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
+    let server = mc_server::start(store, Arc::new(SystemClock), opts).await.expect("server starts");
+    let app = App {
+        base: format!("http://{}", server.addr()),
+        http: reqwest::Client::new(),
+        server: Some(server),
+        _dir: data,
+    };
+    let k = app.kluster().await;
+    let title = "Rotate the signing keys of the payments API";
+    let (s, first) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+
+    // calibrating (held at the gate): suggestions come with a warning, and nothing is refused
+    let (s, again) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
+    assert_eq!(s, StatusCode::CREATED, "the interim scorer refuses nothing: {again}");
+    assert_eq!(again["overlap_suggestions"][0]["id"], first["id"], "{again}");
+    assert!(again["warnings"][0].as_str().expect("warning").contains("being calibrated"), "{again}");
+
+    // calibrated: the same text again is refused as a duplicate, without the warning
+    open.send(true).expect("open the gate");
+    let kept =
+        mc_server::calibration::kept_path(state.path(), &format!("openai/pocket-served@{}", &base[7..base.len() - 3]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !kept.exists() {
+        assert!(std::time::Instant::now() < deadline, "no calibrated scorer was kept in {}", kept.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, refused) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["code"], "overlap_detected", "{refused}");
+    let (s, draft) =
+        app.post("/api/v1/overlap", json!({"kluster_id": k, "title": "Add dark mode to the settings page"})).await;
+    assert_eq!(s, StatusCode::OK, "{draft}");
+    assert!(draft.get("warnings").is_none_or(|w| w.as_array().is_some_and(Vec::is_empty)), "{draft}");
+    let kept_text = std::fs::read_to_string(&kept).expect("kept scorer");
+    let kept_json: Value = serde_json::from_str(&kept_text).expect("kept scorer is JSON");
+    assert!(kept_json["holdout"]["duplicates"].as_u64().expect("held-out figures") > 0, "{kept_json}");
+    let mut app = app;
+    app.server.take().expect("running").shutdown().await.expect("clean shutdown");
+
+    // the next start uses the kept scorer at once (the gate is closed again: no calibration can run)
+    open.send(false).expect("close the gate");
+    let data = tempfile::tempdir().expect("data dir");
+    let (store, opts) = start(&data);
+    mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
+    let server = mc_server::start(store, Arc::new(SystemClock), opts).await.expect("server starts");
+    let app = App {
+        base: format!("http://{}", server.addr()),
+        http: reqwest::Client::new(),
+        server: Some(server),
+        _dir: data,
+    };
+    let k = app.kluster().await;
+    let (s, first) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, refused) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "the kept scorer blocks at once: {refused}");
+    let mut app = app;
+    app.server.take().expect("running").shutdown().await.expect("clean shutdown");
+}

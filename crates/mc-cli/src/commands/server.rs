@@ -24,18 +24,64 @@ use crate::output;
 pub const DB_FILE: &str = "mc.db";
 
 pub async fn run(ctx: &Ctx, args: ServerArgs) -> anyhow::Result<()> {
+    if let Some(ServerCmd::Calibrate) = args.cmd {
+        return calibrate(ctx, &data_dir(args.data_dir.as_deref())?).await;
+    }
     if let Some(url) = postgres_url(args.database_url.as_deref())? {
         return match args.cmd {
             Some(ServerCmd::Migrate) => migrate_postgres(ctx, &url).await,
-            None => serve_postgres(ctx, args, url).await,
+            _ => serve_postgres(ctx, args, url).await,
         };
     }
     let data_dir = data_dir(args.data_dir.as_deref())?;
     let db = data_dir.join(DB_FILE);
     match args.cmd {
         Some(ServerCmd::Migrate) => migrate(ctx, db).await,
-        None => serve(ctx, args, data_dir, db).await,
+        _ => serve(ctx, args, data_dir, db).await,
     }
+}
+
+/// `mc server calibrate`: the overlap scorer's figures for the configured embedder, fitting and
+/// keeping one first when no shipped scorer was fitted for it.
+async fn calibrate(ctx: &Ctx, data_dir: &Path) -> anyhow::Result<()> {
+    let Some(embedder) = embedder()? else {
+        anyhow::bail!("embeddings are off (MC_EMBEDDINGS=off): there is no embedder to calibrate for");
+    };
+    let (shipped, fitted) = mc_server::overlap::scorer_for(embedder.model_id());
+    let prepared = mc_server::overlap::prepared(embedder);
+    let id = prepared.model_id().to_owned();
+    let (model, calibration, holdout, kept) = if fitted {
+        // measured the way the scorer was fitted: in-sample on the calibration pairs, and on the held-out ones
+        let (calibration, holdout) = mc_server::calibration::measure(prepared.as_ref(), &shipped)
+            .await
+            .with_context(|| format!("cannot measure the overlap scorer with {id}"))?;
+        (shipped.embedder.clone(), calibration, holdout, None)
+    } else {
+        let c = mc_server::calibration::run(prepared.as_ref())
+            .await
+            .with_context(|| format!("cannot calibrate the overlap scorer for {id}"))?;
+        let path = mc_server::calibration::keep(data_dir, &c)
+            .with_context(|| format!("cannot keep the calibrated scorer in {}", data_dir.display()))?;
+        (c.model.embedder.clone(), c.calibration, c.holdout, Some(path))
+    };
+    if ctx.json() {
+        return output::json(&serde_json::json!({
+            "embedder": id,
+            "scorer": if fitted { "shipped" } else { "calibrated" },
+            "scorer_embedder": model,
+            "calibration": calibration,
+            "holdout": holdout,
+            "kept": kept,
+        }));
+    }
+    output::line(format_args!("embedder: {id}"))?;
+    match &kept {
+        None => output::line(format_args!("scorer: shipped, fitted for {model}"))?,
+        Some(path) => output::line(format_args!("scorer: calibrated now, kept in {} for `mc server`", path.display()))?,
+    }
+    output::line(calibration.report("calibration pairs (fitted on them)"))?;
+    output::line(holdout.report("held-out pairs"))?;
+    Ok(())
 }
 
 fn data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
@@ -111,11 +157,13 @@ async fn migrate_postgres(ctx: &Ctx, url: &str) -> anyhow::Result<()> {
 
 async fn serve_postgres(ctx: &Ctx, args: ServerArgs, url: String) -> anyhow::Result<()> {
     init_tracing();
+    // calibrated scorers are kept in the data directory, if this user has one
+    let state_dir = data_dir(args.data_dir.as_deref()).ok();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store =
         PgStore::open(PgConfig::new(url, Arc::clone(&clock))).await.context("cannot open the PostgreSQL store")?;
     let shown = format!("PostgreSQL {}", store.location());
-    serve_store(ctx, args, Arc::new(store), clock, shown).await
+    serve_store(ctx, args, Arc::new(store), clock, shown, state_dir).await
 }
 
 async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> anyhow::Result<()> {
@@ -135,7 +183,7 @@ async fn serve(ctx: &Ctx, args: ServerArgs, data_dir: PathBuf, db: PathBuf) -> a
         .await
         .context("opening the store panicked")?
         .with_context(|| format!("cannot open the database {}", db.display()))?;
-    serve_store(ctx, args, Arc::new(store), clock, data_dir.display().to_string()).await
+    serve_store(ctx, args, Arc::new(store), clock, data_dir.display().to_string(), Some(data_dir)).await
 }
 
 /// Serves `store` until a shutdown signal; `data` says where the data lives (for the banner).
@@ -145,6 +193,7 @@ async fn serve_store(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     data: String,
+    state_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     if let Some(token) = mc_server::bootstrap_admin_token(store.as_ref(), ctx.global.token.as_deref())
         .await
@@ -159,6 +208,7 @@ async fn serve_store(
         max_body_bytes: args.max_body_bytes,
         reaper_interval: Duration::from_secs(1),
         embedder,
+        state_dir,
     };
     let server = mc_server::start(store, clock, opts).await?;
     eprintln!("MissionControl listening on http://{} (data: {data})", server.addr());
