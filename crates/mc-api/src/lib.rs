@@ -404,6 +404,20 @@ pub struct SystemInfo {
     pub api_prefix: String,
     pub server_time: chrono::DateTime<chrono::Utc>,
     pub storage: StorageHealth,
+    /// The embedder behind search and overlap detection, and its scorer; absent when embeddings
+    /// are off (both then judge on wording alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<SemanticInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SemanticInfo {
+    /// The id its vectors are stored under.
+    pub embedder: String,
+    /// `shipped` (fitted for this embedder and compiled in), `calibrated` (fitted for it by this
+    /// server on the labelled pairs shipped in the binary) or `calibrating` (until then overlap
+    /// answers say so and refuse no creation).
+    pub scorer: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

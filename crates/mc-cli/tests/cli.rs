@@ -810,3 +810,40 @@ fn version_prints_this_binary_version() {
     let out = Run::from(command().arg("version").output().expect("run")).ok();
     assert_eq!(out, format!("mc {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn server_calibrate_measures_the_shipped_scorer_and_names_an_endpoint_it_cannot_reach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    // the bundled model has a shipped scorer: measured on the shipped pairs, nothing is kept
+    let v =
+        Run::from(command().args(["server", "calibrate", "--data-dir", data, "--json"]).output().expect("run")).json();
+    assert_eq!(v["scorer"], "shipped", "{v}");
+    assert!(v["embedder"].as_str().expect("embedder").starts_with("pocket-encoder/"), "{v}");
+    let held = &v["holdout"];
+    let (dups, true_dups, said) = (
+        held["duplicates"].as_u64().expect("duplicates"),
+        held["true_duplicate"].as_u64().expect("true duplicates"),
+        held["said_duplicate"].as_u64().expect("said duplicate"),
+    );
+    assert!(dups >= 50 && true_dups * 10 >= said * 9, "held-out precision below 0.9: {held}");
+    assert_eq!(held["surfaced_unrelated"], 0, "{held}");
+    assert_eq!(held["blocked_wrong"], 0, "{held}");
+    assert_eq!(v["kept"], Value::Null);
+    assert!(!dir.path().join("data").join("scorers").exists());
+
+    // an endpoint nobody answers: one error line naming it, and nothing kept
+    let port = free_port();
+    let run = Run::from(
+        command()
+            .args(["server", "calibrate", "--data-dir", data])
+            .env("MC_EMBEDDINGS_URL", format!("http://127.0.0.1:{port}/v1"))
+            .env("MC_EMBEDDINGS_DIM", "8")
+            .output()
+            .expect("run"),
+    );
+    let err = run.fails(1);
+    assert!(err.contains(&format!("openai/text-embedding-3-small@127.0.0.1:{port}")), "{err}");
+    assert!(!dir.path().join("data").join("scorers").exists());
+}

@@ -144,6 +144,8 @@ pub async fn in_background(
                     unrelated_surfaced = h.surfaced_unrelated,
                     "overlap scorer calibrated (figures on the held-out pairs)"
                 );
+                // in use first: whoever sees the kept file finds the scorer installed
+                semantic.install(Arc::new(c.model.clone()));
                 if let Some(dir) = &dir {
                     match keep(dir, &c) {
                         Ok(path) => tracing::info!(path = %path.display(), "calibrated scorer kept for the next start"),
@@ -152,7 +154,6 @@ pub async fn in_background(
                         }
                     }
                 }
-                semantic.install(Arc::new(c.model));
                 return;
             }
             Err(e) => {

@@ -47,6 +47,7 @@ struct Scorer {
     model: Arc<ScorerModel>,
     /// Set while the scorer in use is the interim one of an embedder without a fitted scorer.
     uncalibrated: Option<String>,
+    shipped: bool,
 }
 
 impl Semantic {
@@ -64,7 +65,7 @@ impl Semantic {
         });
         Self {
             embedder,
-            scorer: Arc::new(std::sync::RwLock::new(Scorer { model, uncalibrated })),
+            scorer: Arc::new(std::sync::RwLock::new(Scorer { model, uncalibrated, shipped: calibrated })),
             recent: Arc::new(Mutex::new(RecentVectors::new(RECENT_VECTORS))),
         }
     }
@@ -91,7 +92,17 @@ impl Semantic {
             tracing::warn!("a calibrated scorer must read plain texts; ignored");
             return;
         }
-        *self.scorer.write().unwrap_or_else(|p| p.into_inner()) = Scorer { model, uncalibrated: None };
+        *self.scorer.write().unwrap_or_else(|p| p.into_inner()) = Scorer { model, uncalibrated: None, shipped: false };
+    }
+
+    /// Where the scorer in use comes from: `shipped`, `calibrated` or `calibrating`.
+    pub fn scorer_source(&self) -> &'static str {
+        let s = self.scorer.read().unwrap_or_else(|p| p.into_inner());
+        match (s.shipped, s.uncalibrated.is_some()) {
+            (true, _) => "shipped",
+            (false, true) => "calibrating",
+            (false, false) => "calibrated",
+        }
     }
 }
 

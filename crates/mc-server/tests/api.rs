@@ -538,9 +538,24 @@ async fn swagger_ui_renders_offline_in_a_real_browser() {
     assert!(dom.contains("/api/v1/klusters/{id}/claim-next"), "claim-next operation missing from the rendered page");
 }
 
-/// A server with the deterministic hashing embedder (real vectors, real indexes, no model load).
+/// A server with the deterministic hashing embedder (real vectors, real indexes, no model load),
+/// once the server has calibrated its scorer for it (no scorer is shipped for this embedder).
 async fn spawn_hashing() -> App {
-    App::spawn_full(Arc::new(SystemClock), 1024 * 1024, Some(Arc::new(mc_embed::HashingEmbedder::default()))).await
+    let app =
+        App::spawn_full(Arc::new(SystemClock), 1024 * 1024, Some(Arc::new(mc_embed::HashingEmbedder::default()))).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, info) = app.get("/api/v1/system/info").await;
+        assert_eq!(s, StatusCode::OK, "{info}");
+        match info["semantic"]["scorer"].as_str() {
+            Some("calibrated") => break,
+            Some("calibrating") => {}
+            other => panic!("unexpected scorer {other:?}: {info}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "the scorer was not calibrated in 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -861,6 +876,8 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
     let (s, first) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
     assert_eq!(s, StatusCode::CREATED, "{first}");
 
+    let (_, info) = app.get("/api/v1/system/info").await;
+    assert_eq!(info["semantic"]["scorer"], "calibrating", "{info}");
     // calibrating (held at the gate): suggestions come with a warning, and nothing is refused
     let (s, again) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
     assert_eq!(s, StatusCode::CREATED, "the interim scorer refuses nothing: {again}");
@@ -876,6 +893,8 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
         assert!(std::time::Instant::now() < deadline, "no calibrated scorer was kept in {}", kept.display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (_, info) = app.get("/api/v1/system/info").await;
+    assert_eq!(info["semantic"]["scorer"], "calibrated", "{info}");
     let (s, refused) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{refused}");
     assert_eq!(refused["error"]["code"], "overlap_detected", "{refused}");

@@ -50,6 +50,10 @@ pub async fn system_info(State(s): State<AppState>, _ctx: Ctx) -> Json<SystemInf
         api_prefix: API_PREFIX.into(),
         server_time: s.clock.now(),
         storage: storage_health(&s).await,
+        semantic: s.semantic.as_ref().map(|sem| mc_api::SemanticInfo {
+            embedder: sem.embedder.model_id().to_owned(),
+            scorer: sem.scorer_source().into(),
+        }),
     })
 }
 
