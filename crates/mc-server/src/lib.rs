@@ -182,11 +182,25 @@ pub struct RunningServer {
     reaper: JoinHandle<()>,
     embedder: Option<JoinHandle<()>>,
     calibration: Option<JoinHandle<()>>,
+    semantic: Option<overlap::Semantic>,
 }
 
 impl RunningServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Waits until the overlap scorer is no longer the interim one (an embedder without a shipped
+    /// scorer is calibrated in the background at start); false if that takes longer than `limit`.
+    pub async fn scorer_ready(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.semantic.as_ref().is_some_and(overlap::Semantic::needs_calibration) {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Stops accepting connections, lets in-flight requests finish, stops the workers.
@@ -236,7 +250,7 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
     });
     let embedder = worker_embedder
         .map(|e| tokio::spawn(overlap::run_embedder(Arc::clone(&store), e, Duration::from_millis(500), rx.clone())));
-    let calibration = semantic.filter(overlap::Semantic::needs_calibration).and_then(|s| {
+    let calibration = semantic.clone().filter(overlap::Semantic::needs_calibration).and_then(|s| {
         let kept = opts.state_dir.as_deref().and_then(|d| calibration::load_kept(d, s.embedder.model_id()));
         match kept {
             Some(model) => {
@@ -248,5 +262,5 @@ pub async fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>, opts: ServerOpt
         }
     });
     let reaper = tokio::spawn(reaper::run(store, opts.reaper_interval, rx));
-    Ok(RunningServer { addr, shutdown: tx, http, reaper, embedder, calibration })
+    Ok(RunningServer { addr, shutdown: tx, http, reaper, embedder, calibration, semantic })
 }

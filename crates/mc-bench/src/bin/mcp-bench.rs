@@ -129,6 +129,10 @@ async fn run() -> Result<()> {
         mc_server::ServerOptions { listen: "127.0.0.1:0".into(), embedder, ..Default::default() },
     )
     .await?;
+    // an embedder without a shipped scorer (the hashing one) gets one calibrated at start
+    if !server.scorer_ready(Duration::from_secs(600)).await {
+        bail!("the overlap scorer was not calibrated within 10 min");
+    }
     let base = format!("http://{}", server.addr());
     if let Some(model) = model {
         // Measure search, not the embedding worker catching up on the preloaded tasks.

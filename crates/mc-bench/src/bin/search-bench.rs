@@ -229,6 +229,10 @@ async fn run() -> Result<()> {
         },
     )
     .await?;
+    // an embedder without a shipped scorer (the hashing one) gets one calibrated at start
+    if !server.scorer_ready(Duration::from_secs(600)).await {
+        bail!("the overlap scorer was not calibrated within 10 min");
+    }
     let base = format!("http://{}", server.addr());
     let http = reqwest::Client::new();
     // new texts, not in the store and not asked before (the server keeps the vectors of recent
