@@ -26,25 +26,25 @@ struct Kept {
     holdout: Figures,
 }
 
-/// A hash of the shipped pairs (FNV-1a): a kept scorer fitted on other pairs is fitted again.
-fn pairs_revision() -> String {
+/// FNV-1a of `text`, in hex: stable across builds and platforms.
+fn fnv(text: &str) -> String {
     let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in calibrate::PAIRS_JSONL.bytes() {
+    for b in text.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     format!("{h:016x}")
 }
 
+/// A hash of the shipped pairs: a kept scorer fitted on other pairs is fitted again.
+fn pairs_revision() -> String {
+    fnv(calibrate::PAIRS_JSONL)
+}
+
 /// Where the scorer calibrated for `embedder_id` is kept under `dir`: one file per embedder id,
 /// named by a hash of it (ids hold `/`, `:` and `@`).
 pub fn kept_path(dir: &Path, embedder_id: &str) -> PathBuf {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in embedder_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    dir.join("scorers").join(format!("{h:016x}.json"))
+    dir.join("scorers").join(format!("{}.json", fnv(embedder_id)))
 }
 
 /// The scorer kept for `embedder_id`, if one was calibrated for exactly this embedder, on these
