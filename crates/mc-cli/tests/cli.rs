@@ -847,3 +847,54 @@ fn server_calibrate_measures_the_shipped_scorer_and_names_an_endpoint_it_cannot_
     assert!(err.contains(&format!("openai/text-embedding-3-small@127.0.0.1:{port}")), "{err}");
     assert!(!dir.path().join("data").join("scorers").exists());
 }
+
+/// The all-MiniLM-L6-v2 directory from `MC_TEST_MINILM_DIR`; `None` (skip) when unset, unless
+/// `MC_REQUIRE_MINILM=1` (CI).
+fn minilm_dir() -> Option<PathBuf> {
+    match std::env::var_os("MC_TEST_MINILM_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None if std::env::var("MC_REQUIRE_MINILM").is_ok_and(|v| v == "1") => {
+            panic!("MC_REQUIRE_MINILM=1 but MC_TEST_MINILM_DIR is not set")
+        }
+        None => None,
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn server_calibrate_fits_another_model_as_the_shipped_scorer_was_fitted() {
+    let Some(minilm) = minilm_dir() else {
+        println!("skipping: MC_TEST_MINILM_DIR is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let calibrate = |model: &Path| {
+        Run::from(
+            command()
+                .args(["server", "calibrate", "--data-dir", data, "--json"])
+                .env("MC_EMBEDDINGS_MODEL_DIR", model)
+                .output()
+                .expect("run"),
+        )
+        .json()
+    };
+    let shipped = calibrate(&minilm);
+    assert_eq!(shipped["scorer"], "shipped", "{shipped}");
+    // The same weights under another config text: to the server another model (its fingerprint
+    // differs), so no shipped scorer applies and one is fitted, by the procedure that fitted the
+    // shipped one: the figures must come out the same.
+    let other = dir.path().join("other").join("model");
+    fs::create_dir_all(&other).expect("mkdir");
+    std::os::unix::fs::symlink(minilm.join("model.safetensors"), other.join("model.safetensors")).expect("link");
+    fs::copy(minilm.join("tokenizer.json"), other.join("tokenizer.json")).expect("copy");
+    let config = fs::read_to_string(minilm.join("config.json")).expect("config");
+    fs::write(other.join("config.json"), format!("{config}\n")).expect("write");
+    let fitted = calibrate(&other);
+    assert_eq!(fitted["scorer"], "calibrated", "{fitted}");
+    assert_ne!(fitted["embedder"], shipped["embedder"]);
+    assert_eq!(fitted["holdout"], shipped["holdout"], "calibration reproduces the shipped scorer's held-out figures");
+    let kept = PathBuf::from(fitted["kept"].as_str().expect("kept path"));
+    assert!(kept.starts_with(dir.path().join("data").join("scorers")) && kept.is_file(), "{}", kept.display());
+}

@@ -262,7 +262,12 @@ pub fn calibrate(embedder_id: &str, pairs: Vec<LabelledPair>, cosines: &[f32]) -
     }
     let features = Feature::BASE.to_vec();
     let variant = fit::fit_variant(features.clone(), &examples(&cal, &features), &Options::default());
-    let model = ScorerModel { embedder: embedder_id.to_owned(), variants: vec![variant], canonical_input: false };
+    let model = ScorerModel {
+        embedder: embedder_id.to_owned(),
+        variants: vec![variant],
+        canonical_input: false,
+        fingerprints: vec![],
+    };
     let (calibration, holdout) = measured(&model, &cal, &held);
     Ok(Calibration { model, calibration, holdout })
 }

@@ -117,6 +117,12 @@ pub struct ScorerModel {
     /// model was fitted, so the server embeds them that way too.
     #[serde(default)]
     pub canonical_input: bool,
+    /// The weights it was fitted with, by the fingerprint that ends the embedder id
+    /// (`minilm-dir/…@0efa918f`); empty when the prefix alone names the model (the bundled one,
+    /// whose id carries its version). Another model in a directory of the same format is not the
+    /// model these thresholds were fitted for: the server calibrates a scorer for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<String>,
 }
 
 /// How a new item relates to an existing one.
@@ -254,10 +260,18 @@ pub fn shipped_for(embedder_id: &str) -> ScorerModel {
 /// The shipped model fitted for this embedder (by id prefix), if there is one: any other
 /// embedder needs a scorer [calibrated](crate::calibrate) for it.
 pub fn fitted_for(embedder_id: &str) -> Option<ScorerModel> {
-    SHIPPED
-        .iter()
-        .filter_map(|s| serde_json::from_str::<ScorerModel>(s).ok())
-        .find(|m| !m.embedder.is_empty() && embedder_id.starts_with(&m.embedder))
+    SHIPPED.iter().filter_map(|s| serde_json::from_str::<ScorerModel>(s).ok()).find(|m| {
+        let fingerprint = embedder_id.rsplit_once('@').map(|(_, f)| f);
+        !m.embedder.is_empty()
+            && embedder_id.starts_with(&m.embedder)
+            && (m.fingerprints.is_empty() || m.fingerprints.iter().any(|f| Some(f.as_str()) == fingerprint))
+    })
+}
+
+/// The shipped model fitted for the embedder named `embedder` (its id prefix), whatever weights
+/// another embedder of that kind has.
+pub fn shipped_named(embedder: &str) -> Option<ScorerModel> {
+    SHIPPED.iter().filter_map(|s| serde_json::from_str::<ScorerModel>(s).ok()).find(|m| m.embedder == embedder)
 }
 
 /// A conservative hand-set model used only if no shipped model parses.
@@ -275,6 +289,7 @@ fn fallback() -> ScorerModel {
             lone_duplicate_threshold: None,
         }],
         canonical_input: false,
+        fingerprints: vec![],
     }
 }
 
@@ -310,6 +325,18 @@ mod tests {
     }
 
     #[test]
+    fn a_shipped_scorer_serves_only_the_weights_it_was_fitted_with() {
+        assert!(fitted_for("pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8-centred1@0.1.2+thesaurus3").is_some());
+        let minilm = shipped_named("minilm-dir").expect("the all-MiniLM-L6-v2 scorer is shipped");
+        let fingerprint = minilm.fingerprints.first().expect("it names its weights");
+        assert_eq!(fitted_for(&format!("minilm-dir/some/model@{fingerprint}")), Some(minilm.clone()));
+        // another model of the same format in a directory: no shipped scorer
+        assert_eq!(fitted_for("minilm-dir/bge-small-en/model@12345678"), None);
+        assert_eq!(fitted_for("openai/text-embedding-3-small@api.openai.com:443"), None);
+        assert_eq!(fitted_for(""), None);
+    }
+
+    #[test]
     fn trees_walk_to_a_leaf() {
         let t = Trees {
             base: 0.5,
@@ -336,6 +363,7 @@ mod tests {
     #[test]
     fn the_richest_applicable_variant_judges() {
         let model = ScorerModel {
+            fingerprints: vec![],
             embedder: "x".into(),
             variants: vec![
                 variant(vec![Feature::Cosine, Feature::CosineBundled], 3.0),

@@ -113,7 +113,7 @@ pub fn scorer_for(embedder_id: &str) -> (ScorerModel, bool) {
     if let Some(m) = mc_overlap::model::fitted_for(embedder_id) {
         return (m, true);
     }
-    let mut m = mc_overlap::model::fitted_for("minilm-dir/").unwrap_or_else(|| mc_overlap::shipped_for(""));
+    let mut m = mc_overlap::model::shipped_named("minilm-dir").unwrap_or_else(|| mc_overlap::shipped_for(""));
     // its last variant reads one cosine (the others also read the bundled model's)
     m.variants = m.variants.split_off(m.variants.len().saturating_sub(1));
     for v in &mut m.variants {
@@ -121,6 +121,7 @@ pub fn scorer_for(embedder_id: &str) -> (ScorerModel, bool) {
     }
     m.canonical_input = false;
     m.embedder = embedder_id.to_owned();
+    m.fingerprints.clear();
     (m, false)
 }
 

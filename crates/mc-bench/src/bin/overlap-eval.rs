@@ -277,10 +277,16 @@ async fn main() -> Result<()> {
             if base != rich {
                 variants.push(fit::fit_variant(base.clone(), &examples(&cal, &base), &options));
             }
+            // a model directory may hold any model of that format: the scorer names the weights
+            let fingerprints = match (&args.model_dir, embedder.model_id().rsplit_once('@')) {
+                (Some(_), Some((_, f))) => vec![f.to_owned()],
+                _ => vec![],
+            };
             let m = ScorerModel {
                 embedder: embedder.model_id().split('/').next().unwrap_or_default().to_owned(),
                 variants,
                 canonical_input: canonical,
+                fingerprints,
             };
             std::fs::write(out, serde_json::to_string_pretty(&m)? + "\n")?;
             println!("fitted on the calibration split; model written to {}", out.display());
