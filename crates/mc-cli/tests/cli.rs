@@ -429,15 +429,16 @@ fn doctor_passes_with_the_right_token_and_fails_with_a_wrong_one() {
 
     let out = mc.run(&["system", "doctor"]).ok();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 5, "{out}");
-    for (line, name) in lines.iter().zip(["reachable", "auth", "version", "storage", "clock"]) {
+    assert_eq!(lines.len(), 6, "{out}");
+    for (line, name) in lines.iter().zip(["reachable", "auth", "version", "storage", "clock", "overlap"]) {
         assert!(line.starts_with(&format!("[PASS] {name} ")), "{out}");
     }
+    assert!(lines[5].contains("embeddings are off"), "this test server runs without embeddings: {out}");
     assert!(lines[1].contains("authenticated as admin"), "{out}");
     assert!(lines[2].contains(&format!("server {v}, mc {v}", v = env!("CARGO_PKG_VERSION"))), "{out}");
     let report = mc.json(&["system", "doctor"]);
     assert_eq!(report["ok"], true);
-    assert_eq!(report["checks"].as_array().expect("checks").len(), 5);
+    assert_eq!(report["checks"].as_array().expect("checks").len(), 6);
 
     let r = mc.with_token("wrong-token").run(&["system", "doctor"]);
     assert_eq!(r.code, 1, "{r:#?}");

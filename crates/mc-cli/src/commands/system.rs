@@ -1,5 +1,6 @@
 //! `mc system doctor`: checks an installation from the client's side (reachability, auth,
-//! version skew, storage, clock skew) and says what to do about each failure.
+//! version skew, storage, clock skew, what overlap detection runs on) and says what to do about
+//! each failure.
 
 use chrono::{TimeDelta, Utc};
 use mc_client::{Client, ClientError};
@@ -93,7 +94,7 @@ async fn run_checks(client: &Client) -> Vec<Check> {
                 e.to_string(),
                 "start the control plane with `mc server`, or point --base-url / MC_BASE_URL at it",
             ));
-            for name in ["auth", "version", "storage", "clock"] {
+            for name in ["auth", "version", "storage", "clock", "overlap"] {
                 checks.push(Check::skip(name, "the server is not reachable"));
             }
             return checks;
@@ -145,7 +146,29 @@ async fn run_checks(client: &Client) -> Vec<Check> {
     });
 
     checks.push(if authed { clock_check(client).await } else { Check::skip("clock", "needs a valid token") });
+    checks.push(if authed { overlap_check(client).await } else { Check::skip("overlap", "needs a valid token") });
     checks
+}
+
+/// What overlap detection and search run on: the embedder and where its scorer comes from.
+async fn overlap_check(client: &Client) -> Check {
+    match client.system_info().await {
+        Ok(info) => match info.semantic {
+            None => Check::pass("overlap", "embeddings are off: search and overlap detection judge on wording alone"),
+            Some(s) => {
+                let scorer = match s.scorer.as_str() {
+                    "shipped" => "the scorer fitted for it ships with mc".to_owned(),
+                    "calibrated" => "the server calibrated a scorer for it".to_owned(),
+                    "calibrating" => {
+                        "its scorer is being calibrated (until then no creation is refused as a duplicate)".to_owned()
+                    }
+                    other => format!("scorer {other}"),
+                };
+                Check::pass("overlap", format!("embedder {}: {scorer}", s.embedder))
+            }
+        },
+        Err(e) => Check::fail("overlap", e.to_string(), hint_of(&e)),
+    }
 }
 
 /// Same major.minor passes (a patch difference is noted); anything else fails.
