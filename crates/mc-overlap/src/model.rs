@@ -250,28 +250,35 @@ fn reasons(f: &PairFeatures, relation: Option<Relation>) -> Vec<String> {
 /// Models shipped with the binary, fitted on the calibration split of `eval/pairs.jsonl`.
 const SHIPPED: &[&str] = &[include_str!("../models/pocket-encoder.json"), include_str!("../models/minilm.json")];
 
+/// The shipped models, parsed once (a test checks that every one parses).
+fn shipped() -> &'static [ScorerModel] {
+    static MODELS: std::sync::OnceLock<Vec<ScorerModel>> = std::sync::OnceLock::new();
+    MODELS.get_or_init(|| SHIPPED.iter().filter_map(|s| serde_json::from_str(s).ok()).collect())
+}
+
 /// The shipped model for an embedder id (by prefix), else the bundled embedder's model.
 pub fn shipped_for(embedder_id: &str) -> ScorerModel {
-    fitted_for(embedder_id)
-        .or_else(|| SHIPPED.first().and_then(|s| serde_json::from_str(s).ok()))
-        .unwrap_or_else(fallback)
+    fitted_for(embedder_id).or_else(|| shipped().first().cloned()).unwrap_or_else(fallback)
 }
 
 /// The shipped model fitted for this embedder (by id prefix), if there is one: any other
 /// embedder needs a scorer [calibrated](crate::calibrate) for it.
 pub fn fitted_for(embedder_id: &str) -> Option<ScorerModel> {
-    SHIPPED.iter().filter_map(|s| serde_json::from_str::<ScorerModel>(s).ok()).find(|m| {
-        let fingerprint = embedder_id.rsplit_once('@').map(|(_, f)| f);
-        !m.embedder.is_empty()
-            && embedder_id.starts_with(&m.embedder)
-            && (m.fingerprints.is_empty() || m.fingerprints.iter().any(|f| Some(f.as_str()) == fingerprint))
-    })
+    let fingerprint = embedder_id.rsplit_once('@').map(|(_, f)| f);
+    shipped()
+        .iter()
+        .find(|m| {
+            !m.embedder.is_empty()
+                && embedder_id.starts_with(&m.embedder)
+                && (m.fingerprints.is_empty() || m.fingerprints.iter().any(|f| Some(f.as_str()) == fingerprint))
+        })
+        .cloned()
 }
 
 /// The shipped model fitted for the embedder named `embedder` (its id prefix), whatever weights
 /// another embedder of that kind has.
 pub fn shipped_named(embedder: &str) -> Option<ScorerModel> {
-    SHIPPED.iter().filter_map(|s| serde_json::from_str::<ScorerModel>(s).ok()).find(|m| m.embedder == embedder)
+    shipped().iter().find(|m| m.embedder == embedder).cloned()
 }
 
 /// A conservative hand-set model used only if no shipped model parses.

@@ -45,44 +45,60 @@ pub struct Semantic {
 #[derive(Debug)]
 struct Scorer {
     model: Arc<ScorerModel>,
-    /// Set while the scorer in use is the interim one of an embedder without a fitted scorer.
-    uncalibrated: Option<String>,
-    shipped: bool,
+    source: Source,
+}
+
+/// Where the scorer in use comes from.
+#[derive(Debug)]
+enum Source {
+    Shipped,
+    /// The interim scorer of an embedder without a shipped one, with the warning answers carry.
+    Calibrating(String),
+    Calibrated,
 }
 
 impl Semantic {
     /// The configured embedder, [prepared](prepared) for its scorer. An embedder without a
     /// shipped scorer starts with the interim one (see [`Semantic::needs_calibration`]).
     pub fn new(embedder: Arc<dyn Embedder>) -> Self {
-        let (model, calibrated) = scorer_for(embedder.model_id());
+        let (model, shipped) = scorer_for(embedder.model_id());
         let model = Arc::new(model);
         let embedder: Arc<dyn Embedder> = Arc::new(Prepared::new(embedder, &model));
-        let uncalibrated = (!calibrated).then(|| {
-            format!(
+        let source = if shipped {
+            Source::Shipped
+        } else {
+            Source::Calibrating(format!(
                 "the overlap scorer is being calibrated for the embedder {}; until then suggestions are approximate and no creation is refused",
                 embedder.model_id()
-            )
-        });
+            ))
+        };
         Self {
             embedder,
-            scorer: Arc::new(std::sync::RwLock::new(Scorer { model, uncalibrated, shipped: calibrated })),
+            scorer: Arc::new(std::sync::RwLock::new(Scorer { model, source })),
             recent: Arc::new(Mutex::new(RecentVectors::new(RECENT_VECTORS))),
         }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Scorer> {
+        self.scorer.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The scorer in use.
     pub fn scorer(&self) -> Arc<ScorerModel> {
-        Arc::clone(&self.scorer.read().unwrap_or_else(|p| p.into_inner()).model)
+        Arc::clone(&self.read().model)
     }
 
     /// Whether the scorer in use is the interim one (no scorer is fitted for this embedder yet).
     pub fn needs_calibration(&self) -> bool {
-        self.scorer.read().unwrap_or_else(|p| p.into_inner()).uncalibrated.is_some()
+        matches!(self.read().source, Source::Calibrating(_))
     }
 
     /// The warning overlap answers carry while the scorer is the interim one.
     fn calibration_warning(&self) -> Option<String> {
-        self.scorer.read().unwrap_or_else(|p| p.into_inner()).uncalibrated.clone()
+        match &self.read().source {
+            Source::Calibrating(warning) => Some(warning.clone()),
+            Source::Shipped | Source::Calibrated => None,
+        }
     }
 
     /// Puts a scorer calibrated for this embedder in use. It must read plain texts, as the interim
@@ -92,16 +108,15 @@ impl Semantic {
             tracing::warn!("a calibrated scorer must read plain texts; ignored");
             return;
         }
-        *self.scorer.write().unwrap_or_else(|p| p.into_inner()) = Scorer { model, uncalibrated: None, shipped: false };
+        *self.scorer.write().unwrap_or_else(|p| p.into_inner()) = Scorer { model, source: Source::Calibrated };
     }
 
     /// Where the scorer in use comes from: `shipped`, `calibrated` or `calibrating`.
     pub fn scorer_source(&self) -> &'static str {
-        let s = self.scorer.read().unwrap_or_else(|p| p.into_inner());
-        match (s.shipped, s.uncalibrated.is_some()) {
-            (true, _) => "shipped",
-            (false, true) => "calibrating",
-            (false, false) => "calibrated",
+        match self.read().source {
+            Source::Shipped => "shipped",
+            Source::Calibrating(_) => "calibrating",
+            Source::Calibrated => "calibrated",
         }
     }
 }

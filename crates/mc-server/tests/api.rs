@@ -29,12 +29,17 @@ impl App {
     }
 
     async fn spawn_full(clock: Arc<dyn Clock>, max_body: usize, embedder: Option<Arc<dyn mc_embed::Embedder>>) -> Self {
+        let opts = ServerOptions { max_body_bytes: max_body, embedder, ..Default::default() };
+        Self::spawn_options(clock, opts).await
+    }
+
+    /// A server with these options, on a free loopback port, with a store in a new temp dir.
+    async fn spawn_options(clock: Arc<dyn Clock>, opts: ServerOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), clock.clone())).expect("store");
         let store: Arc<dyn mc_store::Store> = Arc::new(store);
         mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
-        let opts =
-            ServerOptions { listen: "127.0.0.1:0".into(), max_body_bytes: max_body, embedder, ..Default::default() };
+        let opts = ServerOptions { listen: "127.0.0.1:0".into(), ..opts };
         let server = mc_server::start(store, clock, opts).await.expect("server starts");
         let base = format!("http://{}", server.addr());
         Self { base, http: reqwest::Client::new(), server: Some(server), _dir: dir }
@@ -847,30 +852,14 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
     let (open, gate) = tokio::sync::watch::channel(false);
     let base = embeddings_endpoint(gate).await;
     let state = tempfile::tempdir().expect("state dir");
-    let endpoint = || -> Arc<dyn mc_embed::Embedder> {
-        Arc::new(mc_embed::OpenAiEmbedder::new(&base, "pocket-served", None, None).expect("client"))
+    let endpoint: Arc<dyn mc_embed::Embedder> =
+        Arc::new(mc_embed::OpenAiEmbedder::new(&base, "pocket-served", None, None).expect("client"));
+    let options = || ServerOptions {
+        embedder: Some(endpoint.clone()),
+        state_dir: Some(state.path().to_owned()),
+        ..Default::default()
     };
-    let start = |dir: &tempfile::TempDir| {
-        let store =
-            SqliteStore::open(SqliteConfig::new(dir.path().join("mc.db"), Arc::new(SystemClock))).expect("store");
-        let opts = ServerOptions {
-            listen: "127.0.0.1:0".into(),
-            embedder: Some(endpoint()),
-            state_dir: Some(state.path().to_owned()),
-            ..Default::default()
-        };
-        (Arc::new(store) as Arc<dyn mc_store::Store>, opts)
-    };
-    let data = tempfile::tempdir().expect("data dir");
-    let (store, opts) = start(&data);
-    mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
-    let server = mc_server::start(store, Arc::new(SystemClock), opts).await.expect("server starts");
-    let app = App {
-        base: format!("http://{}", server.addr()),
-        http: reqwest::Client::new(),
-        server: Some(server),
-        _dir: data,
-    };
+    let app = App::spawn_options(Arc::new(SystemClock), options()).await;
     let k = app.kluster().await;
     let title = "Rotate the signing keys of the payments API";
     let (s, first) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
@@ -886,8 +875,7 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
 
     // calibrated: the same text again is refused as a duplicate, without the warning
     open.send(true).expect("open the gate");
-    let kept =
-        mc_server::calibration::kept_path(state.path(), &format!("openai/pocket-served@{}", &base[7..base.len() - 3]));
+    let kept = mc_server::calibration::kept_path(state.path(), endpoint.model_id());
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !kept.exists() {
         assert!(std::time::Instant::now() < deadline, "no calibrated scorer was kept in {}", kept.display());
@@ -910,16 +898,7 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
 
     // the next start uses the kept scorer at once (the gate is closed again: no calibration can run)
     open.send(false).expect("close the gate");
-    let data = tempfile::tempdir().expect("data dir");
-    let (store, opts) = start(&data);
-    mc_server::bootstrap_admin_token(store.as_ref(), Some(TOKEN)).await.expect("token");
-    let server = mc_server::start(store, Arc::new(SystemClock), opts).await.expect("server starts");
-    let app = App {
-        base: format!("http://{}", server.addr()),
-        http: reqwest::Client::new(),
-        server: Some(server),
-        _dir: data,
-    };
+    let app = App::spawn_options(Arc::new(SystemClock), options()).await;
     let k = app.kluster().await;
     let (s, first) = app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await;
     assert_eq!(s, StatusCode::CREATED, "{first}");
