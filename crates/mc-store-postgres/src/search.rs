@@ -341,8 +341,8 @@ fn quote_lexeme(l: &str) -> String {
 /// The `tsquery` for free text, with bounded cost: the words are stemmed by the english
 /// configuration (its stop words dropped), and the rarest lexemes whose documents fit the
 /// ranking budget are OR-ed (ranking does the rest); if even the rarest is too common, all of
-/// them are AND-ed (which only near restatements match), ranked only when those fit the budget
-/// (see [`TsQuery::ranked`]). How many documents hold a
+/// them are AND-ed (which only near restatements match) and not ranked (see [`TsQuery::ranked`]).
+/// How many documents hold a
 /// common lexeme is estimated from the frequencies ANALYZE keeps for `task_search.tsv` (no
 /// index scan); a lexeme it does not list is rare, and counted exactly (up to the budget).
 /// Lexemes found nowhere are left out, as on the embedded profile.
@@ -388,26 +388,16 @@ async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<TsQuery>> {
         return Ok(Some(TsQuery { expr: specific.join(" | "), ranked: true }));
     }
     let expr = counted.iter().map(|(_, l)| quote_lexeme(l)).collect::<Vec<_>>().join(" & ");
-    let ranked = counted.len() > 1 && {
-        let docs: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT 1 FROM task_search s WHERE s.tsv @@ $1::tsquery LIMIT $2) x",
-        )
-        .bind(&expr)
-        .bind(RANK_BUDGET + 1)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(db_err)?;
-        docs <= RANK_BUDGET
-    };
-    Ok(Some(TsQuery { expr, ranked }))
+    Ok(Some(TsQuery { expr, ranked: false }))
 }
 
 /// A full-text match and whether its documents are few enough to rank.
 struct TsQuery {
     expr: String,
-    /// False when even all the lexemes together match more documents than the ranking budget:
-    /// they say next to nothing about which of them is meant, and ranking them all would cost a
-    /// `ts_rank_cd` per document. The newest matches are taken (task ids are time-ordered).
+    /// False when every lexeme is too common to rank and all of them are AND-ed: every match
+    /// holds every lexeme, so ranking would only reorder near equals at a `ts_rank_cd` per
+    /// document (and counting them first would cost a scan of their own). The newest matches are
+    /// taken (task ids are time-ordered), and the vector half of the search orders what is alike.
     ranked: bool,
 }
 

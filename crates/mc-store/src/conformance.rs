@@ -738,8 +738,8 @@ pub async fn klusters_are_searched_by_text_and_vectors(s: Arc<dyn Store>, _clock
 }
 
 /// Words found in more documents than a backend ranks (1,000 on both) say next to nothing about
-/// which document is meant: such a query takes the newest matches instead of ranking thousands,
-/// and one rare word in the query brings ranking back.
+/// which document is meant: a query of only such words takes the newest documents holding all of
+/// them instead of ranking thousands, and one rare word in the query brings ranking back.
 pub async fn queries_of_only_common_words_take_the_newest_matches(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
     let s = s.as_ref();
     let m = mission(s, "M").await;
