@@ -1,7 +1,8 @@
 //! Measures load time, single-text latency and per-text latency in batches for the local embedders.
 //!
 //! `cargo run --release -p mc-embed --example latency [MODEL_DIR]`: the bundled model always; the MiniLM directory
-//! given as argument or in `MC_TEST_MINILM_DIR`, when there is one.
+//! given as argument or in `MC_TEST_MINILM_DIR`, when there is one. `MC_EMBEDDINGS_SIMD=avx2` (or `portable`)
+//! measures a narrower vector unit than the CPU's widest.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ async fn measure(name: &str, e: &dyn Embedder, load: Duration) -> Result<(), Emb
         e.embed(&text).await?;
         singles.push(start.elapsed());
     }
-    println!("{name}: model id {}, dim {}, load {:.1} ms", e.model_id(), e.dim(), load.as_secs_f64() * 1e3);
+    let (id, dim, unit) = (e.model_id(), e.dim(), mc_embed::simd_unit());
+    println!("{name}: model id {id}, dim {dim}, load {:.1} ms, vector unit {unit}", load.as_secs_f64() * 1e3);
     println!("  single text: median {:.2} ms over 40", median(singles).as_secs_f64() * 1e3);
     for size in [8usize, 64] {
         let batch: Vec<String> = (0..size).map(|i| format!("{} (#{i})", texts[i % texts.len()])).collect();

@@ -553,7 +553,7 @@ impl Bert {
                 output_norm: LayerNorm::load(weights, &format!("{p}.output.LayerNorm"), h, eps)?,
             });
         }
-        Ok(Self { shape, arch: Arch::new(), words, positions, types, embedding_norm, layers })
+        Ok(Self { shape, arch: crate::simd::arch(), words, positions, types, embedding_norm, layers })
     }
 
     /// The width of the hidden states (and of the pooled vectors).
@@ -853,7 +853,7 @@ mod tests {
             let e = t.elapsed() / 1000;
             println!("f32 {rows}x{n}x{k}, {name}: {e:?} = {:.1} GMAC/s", (rows * n * k) as f64 / e.as_secs_f64() / 1e9);
         };
-        time("widest", &mut |r| Arch::new().dispatch(r));
+        time("widest", &mut |r| crate::simd::arch().dispatch(r));
         #[cfg(target_arch = "x86_64")]
         if let Some(v3) = pulp::x86::V3::try_new() {
             time("avx2", &mut |r| Arch::V3(v3).dispatch(r));

@@ -208,18 +208,15 @@ impl std::fmt::Debug for Kernel {
 }
 
 impl Kernel {
-    /// The widest kernel this CPU runs (detected once by `pulp`).
+    /// The widest kernel this CPU runs within the cap of [`crate::simd::ENV_SIMD`].
     fn widest() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(v4) = pulp::x86::V4::try_new() {
-                return Kernel::Avx512(v4);
-            }
-            if let Some(v3) = pulp::x86::V3::try_new() {
-                return Kernel::Avx2(v3);
-            }
+        match crate::simd::arch() {
+            #[cfg(target_arch = "x86_64")]
+            pulp::Arch::V4(v4) => Kernel::Avx512(v4),
+            #[cfg(target_arch = "x86_64")]
+            pulp::Arch::V3(v3) => Kernel::Avx2(v3),
+            _ => Kernel::Portable,
         }
-        Kernel::Portable
     }
 
     /// Every kernel this CPU runs, for tests that compare them.

@@ -26,6 +26,8 @@ mod minilm;
 mod openai;
 #[cfg(feature = "local-models")]
 mod pocket;
+#[cfg(feature = "local-models")]
+mod simd;
 
 pub use config::{DEFAULT_OPENAI_MODEL, ENV_DIM, ENV_KEY, ENV_MODEL, ENV_MODEL_DIR, ENV_URL, EmbedderConfig, build};
 pub use hashing::{DEFAULT_HASH_DIM, HashingEmbedder};
@@ -34,6 +36,8 @@ pub use minilm::MiniLmDirEmbedder;
 pub use openai::OpenAiEmbedder;
 #[cfg(feature = "local-models")]
 pub use pocket::{CENTRE_REVISION, POCKET_EXACT_MODEL_ID, POCKET_MODEL_ID, POCKET_UNCENTRED_MODEL_ID, PocketEmbedder};
+#[cfg(feature = "local-models")]
+pub use simd::{ENV_SIMD, unit as simd_unit};
 
 /// The variable that sets how many threads the in-process models use (rayon's pool, over which the forward pass
 /// splits its matrix products).

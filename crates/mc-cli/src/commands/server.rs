@@ -231,7 +231,13 @@ fn embedder() -> anyhow::Result<Option<Arc<dyn mc_embed::Embedder>>> {
     }
     let config = mc_embed::EmbedderConfig::from_env().context("bad embeddings configuration")?;
     let embedder = mc_embed::build(&config).context("cannot set up the embedder")?;
-    tracing::info!(model = embedder.model_id(), "embedder ready");
+    match config {
+        mc_embed::EmbedderConfig::Bundled | mc_embed::EmbedderConfig::ModelDir(_) => {
+            // the in-process models: which vector unit runs them (MC_EMBEDDINGS_SIMD caps it)
+            tracing::info!(model = embedder.model_id(), simd = mc_embed::simd_unit(), "embedder ready")
+        }
+        _ => tracing::info!(model = embedder.model_id(), "embedder ready"),
+    }
     Ok(Some(embedder))
 }
 
