@@ -788,7 +788,8 @@ mod tests {
         }
     }
 
-    /// The packed product against the textbook triple loop, for shapes that leave partial panels and blocks.
+    /// The packed product against the textbook triple loop, for shapes that leave partial panels and blocks, with
+    /// every vector unit of this CPU.
     #[test]
     fn packed_product_matches_the_plain_one() {
         struct Run<'a>(&'a Linear, &'a [f32], usize);
@@ -812,15 +813,18 @@ mod tests {
             let x: Vec<f32> = (0..rows * k).map(|i| ((i * 104_729) % 97) as f32 / 48.0 - 1.0).collect();
             let linear = Linear::new(&weight, bias.clone(), n, k);
             assert_eq!(linear.unpacked(), weight);
-            let got = pool.install(|| Arch::new().dispatch(Run(&linear, &x, rows)));
-            for r in 0..rows {
-                for c in 0..n {
-                    let want = bias[c] + (0..k).map(|i| x[r * k + i] * weight[c * k + i]).sum::<f32>();
-                    let g = got[r * n + c];
-                    assert!(
-                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                        "[{r}][{c}] of {rows}×{n}×{k}: {g} vs {want}"
-                    );
+            for arch in crate::simd::every_unit() {
+                let got = pool.install(|| arch.dispatch(Run(&linear, &x, rows)));
+                let unit = crate::simd::name(arch);
+                for r in 0..rows {
+                    for c in 0..n {
+                        let want = bias[c] + (0..k).map(|i| x[r * k + i] * weight[c * k + i]).sum::<f32>();
+                        let g = got[r * n + c];
+                        assert!(
+                            (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                            "[{r}][{c}] of {rows}×{n}×{k}, {unit}: {g} vs {want}"
+                        );
+                    }
                 }
             }
         }

@@ -210,7 +210,12 @@ impl std::fmt::Debug for Kernel {
 impl Kernel {
     /// The widest kernel this CPU runs within the cap of [`crate::simd::ENV_SIMD`].
     fn widest() -> Self {
-        match crate::simd::arch() {
+        Self::of(crate::simd::arch())
+    }
+
+    /// The kernel for the unit that runs the f32 loops.
+    fn of(arch: pulp::Arch) -> Self {
+        match arch {
             #[cfg(target_arch = "x86_64")]
             pulp::Arch::V4(v4) => Kernel::Avx512(v4),
             #[cfg(target_arch = "x86_64")]
@@ -222,13 +227,7 @@ impl Kernel {
     /// Every kernel this CPU runs, for tests that compare them.
     #[cfg(test)]
     fn available() -> Vec<Self> {
-        let mut out = vec![Kernel::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            out.extend(pulp::x86::V3::try_new().map(Kernel::Avx2));
-            out.extend(pulp::x86::V4::try_new().map(Kernel::Avx512));
-        }
-        out
+        crate::simd::every_unit().into_iter().map(Self::of).collect()
     }
 }
 

@@ -69,13 +69,31 @@ fn arch_within(cap: Level) -> pulp::Arch {
 
 /// The name of the unit the models use on this CPU within the cap, for diagnostics.
 pub fn unit() -> &'static str {
-    match arch() {
+    name(arch())
+}
+
+/// The name of a unit as [`ENV_SIMD`] spells it.
+pub(crate) fn name(arch: pulp::Arch) -> &'static str {
+    match arch {
         #[cfg(target_arch = "x86_64")]
         pulp::Arch::V4(_) => "avx512",
         #[cfg(target_arch = "x86_64")]
         pulp::Arch::V3(_) => "avx2",
         _ => "portable",
     }
+}
+
+/// Every unit this CPU runs, narrowest first, whatever the cap: for tests that compare them.
+#[cfg(test)]
+pub(crate) fn every_unit() -> Vec<pulp::Arch> {
+    let mut out = vec![arch_within(Level::Portable)];
+    for level in [Level::Avx2, Level::Avx512] {
+        let a = arch_within(level);
+        if name(a) != name(out[out.len() - 1]) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -88,6 +106,16 @@ mod tests {
         assert_eq!(Level::parse(" AVX2 "), Some(Level::Avx2));
         assert_eq!(Level::parse("portable"), Some(Level::Portable));
         assert_eq!(Level::parse("sse9"), None);
+    }
+
+    #[test]
+    fn every_unit_runs_from_portable_to_the_widest_once_each() {
+        let names: Vec<&str> = every_unit().into_iter().map(name).collect();
+        assert_eq!(names.first(), Some(&"portable"));
+        assert_eq!(names.last(), Some(&name(arch_within(Level::Avx512))));
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(unique, names);
     }
 
     #[test]
