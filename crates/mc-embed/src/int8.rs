@@ -268,6 +268,27 @@ impl Block<'_> {
     }
 }
 
+/// A SIMD kernel compiled for each count of rows in a block (so that its accumulators stay in registers).
+#[cfg(target_arch = "x86_64")]
+trait RowKernel {
+    fn rows(&self) -> usize;
+    fn kernel<const M: usize>(self);
+}
+
+/// Runs the kernel compiled for the block's row count.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn by_rows<K: RowKernel>(k: K) {
+    match k.rows() {
+        1 => k.kernel::<1>(),
+        2 => k.kernel::<2>(),
+        3 => k.kernel::<3>(),
+        4 => k.kernel::<4>(),
+        5 => k.kernel::<5>(),
+        _ => k.kernel::<MR>(),
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 struct Avx2<'a> {
     v3: pulp::x86::V3,
@@ -280,20 +301,17 @@ impl pulp::NullaryFnOnce for Avx2<'_> {
 
     #[inline(always)]
     fn call(self) {
-        let rows = self.block.rows.len();
-        match rows {
-            1 => self.kernel::<1>(),
-            2 => self.kernel::<2>(),
-            3 => self.kernel::<3>(),
-            4 => self.kernel::<4>(),
-            5 => self.kernel::<5>(),
-            _ => self.kernel::<MR>(),
-        }
+        by_rows(self)
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Avx2<'_> {
+impl RowKernel for Avx2<'_> {
+    #[inline(always)]
+    fn rows(&self) -> usize {
+        self.block.rows.len()
+    }
+
     /// `M` rows: per group, 2·M sums of 16-bit pairs in registers (plus two weight vectors and a broadcast: 15 of
     /// 16 registers at `M` = 6), widened and scaled into the tile once per group.
     #[inline(always)]
@@ -348,19 +366,17 @@ impl pulp::NullaryFnOnce for Avx512<'_> {
 
     #[inline(always)]
     fn call(self) {
-        match self.block.rows.len() {
-            1 => self.kernel::<1>(),
-            2 => self.kernel::<2>(),
-            3 => self.kernel::<3>(),
-            4 => self.kernel::<4>(),
-            5 => self.kernel::<5>(),
-            _ => self.kernel::<MR>(),
-        }
+        by_rows(self)
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Avx512<'_> {
+impl RowKernel for Avx512<'_> {
+    #[inline(always)]
+    fn rows(&self) -> usize {
+        self.block.rows.len()
+    }
+
     /// The AVX2 kernel with the panel's two halves side by side in one 512-bit register: per step one load of
     /// 64 weight bytes and, per row, one broadcast and one `vpmaddubsw` (M + 2 of 32 registers).
     #[inline(always)]
