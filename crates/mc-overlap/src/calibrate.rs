@@ -208,6 +208,20 @@ impl Figures {
         self.surfaced_duplicates as f32 / self.duplicates.max(1) as f32
     }
 
+    /// 95% intervals of precision, recall and duplicates surfaced, as a line of text: how far a figure measured on a
+    /// few dozen pairs can be from the rate a larger set would show. Only for one pass over distinct pairs (such as
+    /// the held-out split); the sums of repeated cross-validation count each pair many times.
+    pub fn intervals(&self) -> String {
+        let show = |(low, high): (f64, f64)| format!("{low:.3}-{high:.3}");
+        format!(
+            "95% Wilson intervals: precision {}  recall {}  duplicates surfaced {}  unrelated surfaced {}",
+            show(wilson(self.true_duplicate, self.said_duplicate)),
+            show(wilson(self.true_duplicate, self.duplicates)),
+            show(wilson(self.surfaced_duplicates, self.duplicates)),
+            show(wilson(self.surfaced_unrelated, self.unrelated)),
+        )
+    }
+
     /// The figures as lines of text, under a heading naming the set.
     pub fn report(&self, what: &str) -> String {
         let [by_label, by_classifier, by_paths] = self.unrelated_routes;
@@ -238,6 +252,20 @@ impl Figures {
             self.blocked_wrong,
         )
     }
+}
+
+/// The Wilson score interval (95%) of a rate of `hits` in `n` trials; `(0, 1)` when there are none.
+pub fn wilson(hits: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let (k, n) = (hits.min(n) as f64, n as f64);
+    let p = k / n;
+    let denominator = 1.0 + Z * Z / n;
+    let centre = (p + Z * Z / (2.0 * n)) / denominator;
+    let half = Z * (p * (1.0 - p) / n + Z * Z / (4.0 * n * n)).sqrt() / denominator;
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 /// A scorer fitted for one embedder, with its figures.
@@ -297,6 +325,20 @@ fn measured(model: &ScorerModel, cal: &[&Scored], held: &[&Scored]) -> (Figures,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wilson_intervals_match_known_values() {
+        let close = |(a, b): (f64, f64), (x, y): (f64, f64)| (a - x).abs() < 5e-4 && (b - y).abs() < 5e-4;
+        // 55 of 59: the held-out duplicates surfaced by the bundled model
+        assert!(close(wilson(55, 59), (0.838, 0.973)), "{:?}", wilson(55, 59));
+        // none of 36, and all of 36: the interval still has width
+        assert!(close(wilson(0, 36), (0.0, 0.096)), "{:?}", wilson(0, 36));
+        assert!(close(wilson(36, 36), (0.904, 1.0)), "{:?}", wilson(36, 36));
+        assert_eq!(wilson(0, 0), (0.0, 1.0));
+        // more trials at the same rate narrow it
+        let (narrow, wide) = (wilson(550, 590), wilson(55, 59));
+        assert!(narrow.0 > wide.0 && narrow.1 < wide.1);
+    }
 
     #[test]
     fn the_shipped_pairs_parse_and_are_split() {

@@ -302,6 +302,7 @@ async fn main() -> Result<()> {
     let held: Vec<&Scored> = scored.iter().filter(|s| s.pair.split == "holdout").collect();
     let held_fig = evaluate(&held, |s| model.judge(&s.features), false);
     println!("\n{}", held_fig.report("holdout"));
+    println!("{}", held_fig.intervals());
     baseline(&held);
     if args.min_precision.is_some_and(|m| held_fig.precision() < m)
         || args.min_surfaced.is_some_and(|m| held_fig.surfaced() < m)
