@@ -7,7 +7,8 @@ use mc_domain::{Error, KlusterId, MissionId, Principal, TaskId, TaskStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-pub use mc_domain::{Kluster, Lease, LedgerEvent, LedgerVerification, Mission, Task};
+use mc_domain::doc::{DocPatch, NewDoc, RawDocFields};
+pub use mc_domain::{Doc, DocKind, Kluster, Lease, LedgerEvent, LedgerVerification, Mission, Task};
 
 /// Prefix of every versioned route.
 pub const API_PREFIX: &str = "/api/v1";
@@ -255,7 +256,7 @@ pub enum OverlapRelation {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OverlapSuggestion {
     pub id: String,
-    /// `task` (artifacts join later).
+    /// `task`, `doc` or `artifact`.
     pub kind: String,
     pub title: String,
     pub status: String,
@@ -356,6 +357,121 @@ pub struct KlusterHitView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct KlusterSearchResponse {
     pub items: Vec<KlusterHitView>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+// ---- docs and artifacts ----
+
+/// A new doc or artifact. Give `kluster_id` (the mission is its kluster's) or `mission_id` (a
+/// mission-wide doc).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mission_id: Option<MissionId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kluster_id: Option<KlusterId>,
+    /// `doc` (default) or `artifact`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<DocKind>,
+    pub title: String,
+    /// The text, Markdown or plain, at most 256 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Globs of the files it is about or produces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Create even if a blocking duplicate is found (recorded in the ledger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledge_overlap: Option<bool>,
+}
+
+impl CreateDoc {
+    pub fn check(&self) -> Result<NewDoc, Error> {
+        NewDoc::parse(
+            self.mission_id,
+            self.kluster_id,
+            self.kind.unwrap_or(DocKind::Doc),
+            RawDocFields { title: Some(&self.title), body: self.body.as_deref(), paths: Some(&self.paths) },
+        )
+    }
+}
+
+/// Changes to a doc, made as its next version; absent fields stay as they are. `if_version`
+/// refuses the change (409 `version_conflict`) unless the doc is still at that version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDoc {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_version: Option<u64>,
+}
+
+impl UpdateDoc {
+    pub fn check(&self) -> Result<DocPatch, Error> {
+        DocPatch::parse(RawDocFields {
+            title: self.title.as_deref(),
+            body: self.body.as_deref(),
+            paths: self.paths.as_deref(),
+        })
+    }
+}
+
+/// A created doc with the overlap found before it was created.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedDoc {
+    #[serde(flatten)]
+    pub doc: Doc,
+    pub overlap_suggestions: Vec<OverlapSuggestion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DocListQuery {
+    pub mission_id: Option<MissionId>,
+    pub kluster_id: Option<KlusterId>,
+    /// `doc` or `artifact`.
+    pub kind: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A search over docs and artifacts (their title and body).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DocSearchQuery {
+    /// What to look for (1 to 1000 characters).
+    pub q: String,
+    pub mission_id: Option<MissionId>,
+    pub kluster_id: Option<KlusterId>,
+    /// `doc` or `artifact`.
+    pub kind: Option<String>,
+    /// 1 to 100, default 10.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocHitView {
+    pub doc: Doc,
+    /// Fused rank score (higher is better).
+    pub score: f32,
+    /// Why it matched: text terms, semantic similarity.
+    pub why: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocSearchResponse {
+    pub items: Vec<DocHitView>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mc_domain::{KlusterId, MissionId, TaskId, TaskStatus, limits};
+use mc_domain::{DocId, KlusterId, MissionId, TaskId, TaskStatus, limits};
 use mc_server::routes::search::MAX_SEARCH_LIMIT;
 
 /// Where the CLI looks for the control plane unless told otherwise.
@@ -57,12 +57,17 @@ pub enum Command {
         #[command(subcommand)]
         cmd: KlusterCmd,
     },
+    /// Docs and artifacts: knowledge and work products of a mission, versioned.
+    Doc {
+        #[command(subcommand)]
+        cmd: DocCmd,
+    },
     /// Tasks: units of work, their dependencies and their leases.
     Task {
         #[command(subcommand)]
         cmd: TaskCmd,
     },
-    /// Search tasks (or, with --klusters, klusters) by meaning and wording; each hit says why it
+    /// Search tasks (or, with --klusters or --docs, klusters or docs) by meaning and wording; each hit says why it
     /// matched.
     Search(SearchArgs),
     /// The hash-chained record of every mutation.
@@ -215,6 +220,72 @@ pub struct IdempotencyArg {
     /// instead of creating a duplicate [default: a fresh key per call].
     #[arg(long)]
     pub idempotency_key: Option<String>,
+}
+
+// ---- docs ----
+
+/// Where a doc's text comes from: `--body TEXT` or `--file PATH` (`-` reads standard input).
+#[derive(Debug, Clone, Args)]
+pub struct BodyArgs {
+    /// The text (Markdown or plain).
+    #[arg(long, conflicts_with = "file")]
+    pub body: Option<String>,
+    /// Read the text from this file (`-`: standard input).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocCmd {
+    /// Write a doc or artifact in a kluster (or, with --mission, mission-wide). It is compared with
+    /// the mission's docs first; a duplicate is refused unless acknowledged.
+    Create {
+        #[arg(long, required_unless_present = "mission")]
+        kluster: Option<KlusterId>,
+        #[arg(long)]
+        mission: Option<MissionId>,
+        title: String,
+        /// `doc` (knowledge) or `artifact` (a work product) [default: doc].
+        #[arg(long, value_parser = ["doc", "artifact"])]
+        kind: Option<String>,
+        #[command(flatten)]
+        text: BodyArgs,
+        /// Glob of the files it is about or produces (repeatable).
+        #[arg(long = "path", value_name = "GLOB")]
+        paths: Vec<String>,
+        /// Create it even if the server finds a duplicate (recorded in the ledger).
+        #[arg(long)]
+        acknowledge_overlap: bool,
+        #[command(flatten)]
+        idem: IdempotencyArg,
+    },
+    /// List docs and artifacts, newest first.
+    List {
+        #[arg(long)]
+        mission: Option<MissionId>,
+        #[arg(long)]
+        kluster: Option<KlusterId>,
+        #[arg(long, value_parser = ["doc", "artifact"])]
+        kind: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one doc with its whole text.
+    Show { id: DocId },
+    /// Change a doc's title, text or paths: its next version.
+    Update {
+        id: DocId,
+        #[arg(long)]
+        title: Option<String>,
+        #[command(flatten)]
+        text: BodyArgs,
+        /// Replaces the path globs (repeatable).
+        #[arg(long = "path", value_name = "GLOB")]
+        paths: Vec<String>,
+        /// Refuse the change unless the doc is still at this version.
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+    },
 }
 
 // ---- tasks ----
@@ -427,8 +498,14 @@ pub struct SearchArgs {
     #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_SEARCH_LIMIT as u64))]
     pub limit: Option<usize>,
     /// Search klusters (name and description) instead of tasks; only --mission applies.
-    #[arg(long, conflicts_with_all = ["kluster", "status", "labels"])]
+    #[arg(long, conflicts_with_all = ["kluster", "status", "labels", "docs"])]
     pub klusters: bool,
+    /// Search docs and artifacts (title and body) instead of tasks; --mission and --kluster apply.
+    #[arg(long, conflicts_with_all = ["status", "labels"])]
+    pub docs: bool,
+    /// With --docs: only `doc` or `artifact`.
+    #[arg(long, requires = "docs", value_parser = ["doc", "artifact"])]
+    pub kind: Option<String>,
 }
 
 // ---- MCP and agents ----

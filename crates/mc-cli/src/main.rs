@@ -61,6 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => commands::server::run(&ctx, args).await,
         Command::Mission { cmd } => commands::mission::run(&ctx, cmd).await,
         Command::Kluster { cmd } => commands::kluster::run(&ctx, cmd).await,
+        Command::Doc { cmd } => commands::doc::run(&ctx, cmd).await,
         Command::Task { cmd } => commands::task::run(&ctx, cmd).await,
         Command::Search(args) => commands::search::run(&ctx, args).await,
         Command::Ledger { cmd } => commands::ledger::run(&ctx, cmd).await,

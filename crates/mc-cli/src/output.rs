@@ -6,7 +6,10 @@ use std::io::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{ContentArrangement, Table, presets};
-use mc_api::{Kluster, KlusterHitView, LedgerEvent, Mission, OverlapRelation, OverlapSuggestion, SearchHitView, Task};
+use mc_api::{
+    Doc, DocHitView, Kluster, KlusterHitView, LedgerEvent, Mission, OverlapRelation, OverlapSuggestion, SearchHitView,
+    Task,
+};
 use serde::Serialize;
 
 /// Prints one line (or block) on stdout. Unlike `println!` it returns an error instead of
@@ -278,6 +281,63 @@ pub fn kluster_hits(items: &[KlusterHitView]) -> String {
                     h.kluster.id.to_string(),
                     h.kluster.name.clone(),
                     if h.why.is_empty() { "-".into() } else { h.why.join("; ") },
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn doc_hits(items: &[DocHitView]) -> String {
+    if items.is_empty() {
+        return "no matching docs".into();
+    }
+    table(
+        &["SCORE", "ID", "KIND", "TITLE", "WHY"],
+        items
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("{:.4}", h.score),
+                    h.doc.id.to_string(),
+                    h.doc.kind.as_str().into(),
+                    h.doc.title.clone(),
+                    if h.why.is_empty() { "-".into() } else { h.why.join("; ") },
+                ]
+            })
+            .collect(),
+    )
+}
+
+pub fn doc(d: &Doc) -> String {
+    let head = block(&[
+        ("id", d.id.to_string()),
+        ("kind", d.kind.as_str().to_owned()),
+        ("title", d.title.clone()),
+        ("version", d.version.to_string()),
+        ("mission", d.mission_id.to_string()),
+        ("kluster", d.kluster_id.map_or_else(|| "-".to_owned(), |k| k.to_string())),
+        ("paths", list(&d.paths)),
+        ("created", format!("{} by {}", time(d.created_at), d.created_by)),
+        ("updated", time(d.updated_at)),
+    ]);
+    if d.body.is_empty() { head } else { format!("{head}\n\n{}", d.body) }
+}
+
+pub fn docs(items: &[Doc]) -> String {
+    if items.is_empty() {
+        return "no docs".into();
+    }
+    table(
+        &["ID", "KIND", "VERSION", "UPDATED", "TITLE"],
+        items
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id.to_string(),
+                    d.kind.as_str().into(),
+                    d.version.to_string(),
+                    time(d.updated_at),
+                    d.title.clone(),
                 ]
             })
             .collect(),

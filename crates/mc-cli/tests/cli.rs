@@ -569,11 +569,7 @@ fn a_duplicate_task_is_refused_until_acknowledged_and_the_ledger_records_it() {
     assert_eq!(rows[2][0], "duplicate", "{r:#?}");
     assert_eq!(rows[2][2..], [first_id.as_str(), "open", "-", "Add retries to the payment webhook"], "{r:#?}");
     assert!(lines[3].starts_with("top match: "), "{r:#?}");
-    assert_eq!(
-        lines.last().copied(),
-        Some("hint: reuse that task, or pass --acknowledge-overlap to create anyway"),
-        "{r:#?}"
-    );
+    assert_eq!(lines.last().copied(), Some("hint: reuse it, or pass --acknowledge-overlap to create anyway"), "{r:#?}");
     assert_eq!(task_ids(&mc, &kluster), [first_id.as_str()], "nothing was created");
 
     // Acknowledged: created, the duplicate reported, and the ledger records the acknowledgement.
@@ -910,4 +906,75 @@ fn server_calibrate_fits_another_model_as_the_shipped_scorer_was_fitted() {
     assert_eq!(fitted_wrong, 0, "a calibrated scorer blocked a pair that is not a duplicate");
     let kept = PathBuf::from(fitted["kept"].as_str().expect("kept path"));
     assert!(kept.starts_with(dir.path().join("data").join("scorers")) && kept.is_file(), "{}", kept.display());
+}
+
+#[test]
+fn docs_are_written_from_files_versioned_refused_as_duplicates_and_searched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_server, mc, mission, kluster) = setup(&dir);
+    let text = dir.path().join("runbook.md");
+    fs::write(&text, "# Restore\n1. stop writes\n2. restore the latest snapshot\n").expect("write the text");
+    let path = text.to_str().expect("utf-8 path");
+
+    let out = mc.run(&["doc", "create", "--kluster", &kluster, "Restore the staging database", "--file", path]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0][0], "id", "{out}");
+    let id = rows[0][1].clone();
+    assert!(out.contains("version") && out.contains("1. stop writes"), "{out}");
+    let artifact = mc.json(&[
+        "doc",
+        "create",
+        "--mission",
+        &mission,
+        "Weekly refund totals",
+        "--kind",
+        "artifact",
+        "--body",
+        "totals",
+        "--path",
+        "reports/refunds/*.csv",
+    ]);
+    assert_eq!((artifact["kind"].as_str(), artifact["kluster_id"].as_null()), (Some("artifact"), Some(())));
+
+    // the same doc again: refused, naming the first, with the generic hint
+    let r = mc.run(&["doc", "create", "--kluster", &kluster, "Restore the staging database", "--file", path]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(r.stderr.lines().next().is_some_and(|l| l.contains("overlap_detected") && l.contains(&id)), "{r:#?}");
+    assert_eq!(r.hint(), Some("reuse it, or pass --acknowledge-overlap to create anyway"), "{r:#?}");
+
+    // a new version from standard input; a stale version is a conflict
+    let mut child = command()
+        .args(["--json", "doc", "update", &id, "--file", "-", "--if-version", "1"])
+        .env("MC_BASE_URL", &mc.base_url)
+        .env("MC_TOKEN", TOKEN)
+        .env("MC_CONFIG_DIR", dir.path().join("config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mc doc update");
+    child.stdin.take().expect("stdin").write_all(b"1. stop writes\n2. restore\n3. verify checksums\n").expect("send");
+    let out = child.wait_with_output().expect("update ran");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v2: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v2["version"], 2, "{v2}");
+    let r = mc.run(&["doc", "update", &id, "--title", "Restore staging", "--if-version", "1"]);
+    assert_eq!(r.code, 1, "{r:#?}");
+    assert!(r.stderr.contains("version_conflict"), "{r:#?}");
+    assert_eq!(mc.run(&["doc", "update", &id]).code, 2, "nothing to update is a usage error");
+    let shown = mc.run(&["doc", "show", &id]).ok();
+    assert!(shown.trim_end().ends_with("3. verify checksums"), "{shown}");
+
+    // lists and search
+    let out = mc.run(&["doc", "list", "--mission", &mission]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["ID", "KIND", "VERSION", "UPDATED", "TITLE"], "{out}");
+    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(rows[1][1], "artifact", "newest first: {out}");
+    let found = mc.json(&["search", "--docs", "checksums"]);
+    assert_eq!(found["items"][0]["doc"]["id"], id.as_str(), "{found}");
+    let none = mc.json(&["search", "--docs", "--kind", "artifact", "checksums"]);
+    assert_eq!(none["items"], serde_json::json!([]), "{none}");
+    assert_eq!(mc.run(&["search", "--docs", "--kind", "artifact", "checksums"]).ok().trim(), "no matching docs");
+    assert_eq!(mc.run(&["search", "--kind", "doc", "x"]).code, 2, "--kind needs --docs");
 }

@@ -331,3 +331,51 @@ fn the_python_sdk_runs_the_multi_agent_scenario_over_stdio_and_streamable_http()
     std::thread::sleep(Duration::from_millis(10));
     assert!(server.mc_json(&["mission", "list"])["items"].as_array().is_some_and(|m| m.len() == 2));
 }
+
+#[test]
+fn agents_write_find_and_version_docs_over_stdio() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let kluster = server.kluster("API");
+    let mut mcp = McpChild::start(&server, Some("agent-1"), &[]);
+    mcp.initialize();
+
+    let body = "Refunds go through POST /refunds with an idempotency key. ".repeat(10);
+    let created = mcp.ok(
+        "create_doc",
+        json!({"kluster_id": kluster, "title": "Refund API design notes", "body": body, "paths": ["docs/api/refunds.md"]}),
+    );
+    let id = created["doc"]["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["doc"]["version"], 1);
+    assert_eq!(created["overlap_suggestions"], json!([]));
+    let excerpt = created["doc"]["excerpt"].as_str().expect("excerpt");
+    assert!(excerpt.ends_with('…') && excerpt.chars().count() < body.len(), "a summary, not the whole text: {excerpt}");
+
+    // the workspace lists the kluster's docs; get_doc has the whole text
+    let ws = mcp.ok("load_kluster_workspace", json!({"kluster_id": kluster}));
+    assert_eq!(ws["docs"], json!([{"id": id, "kind": "doc", "title": "Refund API design notes", "version": 1}]));
+    let full = mcp.ok("get_doc", json!({"doc_id": id}));
+    assert_eq!(full["body"], body.as_str());
+
+    // a duplicate is refused as a tool error naming the first; search finds it with reasons
+    let (code, text) =
+        mcp.tool_error("create_doc", json!({"kluster_id": kluster, "title": "Refund API design notes", "body": body}));
+    assert_eq!(code, "overlap_detected", "{text}");
+    assert!(text.contains(&id), "{text}");
+    let found = mcp.ok("search_docs", json!({"query": "idempotency key", "limit": 3}));
+    assert_eq!(found["items"][0]["id"], id.as_str(), "{found}");
+    assert!(found["items"][0]["why"].as_array().is_some_and(|w| !w.is_empty()), "{found}");
+
+    // versions, and bad input
+    let v2 = mcp.ok("update_doc", json!({"doc_id": id, "title": "Refund API design", "if_version": 1}));
+    assert_eq!(v2["version"], 2);
+    let (code, _) = mcp.tool_error("update_doc", json!({"doc_id": id, "title": "again", "if_version": 1}));
+    assert_eq!(code, "version_conflict");
+    let (code, text) = mcp.tool_error("update_doc", json!({"doc_id": id}));
+    assert_eq!(code, "invalid_arguments", "{text}");
+    let (code, _) = mcp.tool_error("create_doc", json!({"title": "no scope"}));
+    assert_eq!(code, "invalid_arguments");
+    let (code, _) = mcp.tool_error("search_docs", json!({"query": "x", "kind": "memo"}));
+    assert_eq!(code, "invalid_arguments");
+    assert!(mcp.finish().success());
+}

@@ -8,12 +8,13 @@ use std::fmt;
 use std::time::Duration;
 
 use mc_api::{
-    AGENT_HEADER, ClaimNextResponse, ClaimTask, CreateKluster, CreateMission, CreateTask, CreatedTask, FencedRequest,
-    Health, HeartbeatTask, Kluster, KlusterSearchQuery, KlusterSearchResponse, LedgerEvent, LedgerQuery,
-    LedgerVerification, Mission, OverlapDraft, OverlapResponse, Page, Readiness, ReadyQuery, ScopeListQuery,
-    SearchQuery, SearchResponse, SystemInfo, Task, TaskListQuery, TransitionTask, UpdateScope, UpdateTask, WhoAmI,
+    AGENT_HEADER, ClaimNextResponse, ClaimTask, CreateDoc, CreateKluster, CreateMission, CreateTask, CreatedDoc,
+    CreatedTask, Doc, DocListQuery, DocSearchQuery, DocSearchResponse, FencedRequest, Health, HeartbeatTask, Kluster,
+    KlusterSearchQuery, KlusterSearchResponse, LedgerEvent, LedgerQuery, LedgerVerification, Mission, OverlapDraft,
+    OverlapResponse, Page, Readiness, ReadyQuery, ScopeListQuery, SearchQuery, SearchResponse, SystemInfo, Task,
+    TaskListQuery, TransitionTask, UpdateDoc, UpdateScope, UpdateTask, WhoAmI,
 };
-use mc_domain::{AgentId, KlusterId, MissionId, TaskId};
+use mc_domain::{AgentId, DocId, KlusterId, MissionId, TaskId};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
@@ -366,6 +367,29 @@ impl Client {
     /// `GET /api/v1/search/klusters`: hybrid search over the active klusters.
     pub async fn search_klusters(&self, q: &KlusterSearchQuery) -> Result<KlusterSearchResponse> {
         self.send(Call::new(Method::GET, "/api/v1/search/klusters").query(q)?).await
+    }
+
+    /// `GET /api/v1/search/docs`: hybrid search over docs and artifacts.
+    pub async fn search_docs(&self, q: &DocSearchQuery) -> Result<DocSearchResponse> {
+        self.send(Call::new(Method::GET, "/api/v1/search/docs").query(q)?).await
+    }
+
+    /// `POST /api/v1/docs`: creates a doc or artifact after an overlap check against its mission's docs.
+    pub async fn create_doc(&self, body: &CreateDoc) -> Result<CreatedDoc> {
+        self.send(self.create_call("/api/v1/docs", body)?).await
+    }
+
+    pub async fn list_docs(&self, q: &DocListQuery) -> Result<Page<Doc>> {
+        self.send(Call::new(Method::GET, "/api/v1/docs").query(q)?).await
+    }
+
+    pub async fn get_doc(&self, id: DocId) -> Result<Doc> {
+        self.send(Call::new(Method::GET, &format!("/api/v1/docs/{id}"))).await
+    }
+
+    /// `PATCH /api/v1/docs/{id}`: the doc's next version.
+    pub async fn update_doc(&self, id: DocId, body: &UpdateDoc) -> Result<Doc> {
+        self.send(Call::new(Method::PATCH, &format!("/api/v1/docs/{id}")).json(body)?).await
     }
 
     /// `POST /api/v1/overlap`: the existing work a draft task overlaps; creates nothing.

@@ -85,6 +85,10 @@ entity_id!(
     TaskId, "task"
 );
 entity_id!(
+    /// Id of a doc or artifact.
+    DocId, "doc"
+);
+entity_id!(
     /// Id of a ledger event.
     EventId, "ledger event"
 );

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod dag;
+pub mod doc;
 pub mod error;
 pub mod id;
 pub mod input;
@@ -13,8 +14,9 @@ pub mod principal;
 pub mod task;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use doc::{Doc, DocKind};
 pub use error::{Error, Result};
-pub use id::{EventId, KlusterId, MissionId, TaskId};
+pub use id::{DocId, EventId, KlusterId, MissionId, TaskId};
 pub use ledger::{LedgerEvent, LedgerVerification, NewLedgerEvent};
 pub use mission::{Kluster, Mission, ScopeStatus};
 pub use principal::{Actor, AgentId, Principal, Role};
@@ -41,6 +43,8 @@ pub mod limits {
     pub const MAX_LEASE_SECS: u64 = 24 * 3600;
     /// Lease length when a claim names none.
     pub const DEFAULT_LEASE_SECS: u64 = 120;
+    /// Longest accepted doc or artifact body, in bytes.
+    pub const MAX_DOC_BODY_BYTES: usize = 256 * 1024;
     /// Largest page a list may return.
     pub const MAX_PAGE: usize = 500;
     /// Page size when a list names none.

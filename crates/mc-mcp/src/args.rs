@@ -211,3 +211,67 @@ pub struct FencedTaskRef {
     /// Omit (tracked for you); only for POST /mcp/call.
     pub fencing_token: Option<u64>,
 }
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DocKindArg {
+    Doc,
+    Artifact,
+}
+
+impl DocKindArg {
+    pub fn kind(self) -> mc_domain::DocKind {
+        match self {
+            Self::Doc => mc_domain::DocKind::Doc,
+            Self::Artifact => mc_domain::DocKind::Artifact,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchDocs {
+    /// Words or a sentence.
+    pub query: String,
+    pub kluster_id: Option<String>,
+    pub mission_id: Option<String>,
+    pub kind: Option<DocKindArg>,
+    /// Default 10.
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocRef {
+    pub doc_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDoc {
+    /// The kluster it belongs to; or give mission_id for a mission-wide doc.
+    pub kluster_id: Option<String>,
+    pub mission_id: Option<String>,
+    /// Default doc.
+    pub kind: Option<DocKindArg>,
+    pub title: String,
+    /// Markdown or plain text.
+    pub body: Option<String>,
+    /// Globs of files it is about or produces.
+    pub paths: Option<Vec<String>>,
+    /// Create even though a duplicate exists.
+    pub acknowledge_overlap: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateDoc {
+    pub doc_id: String,
+    pub title: Option<String>,
+    pub body: Option<String>,
+    /// Replaces the path globs.
+    pub paths: Option<Vec<String>>,
+    /// Refuse the change unless the doc is still at this version.
+    pub if_version: Option<u64>,
+}

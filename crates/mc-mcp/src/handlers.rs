@@ -8,11 +8,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use mc_api::{
-    ClaimTask, CreateTask, FencedRequest, HeartbeatTask, LedgerQuery, OverlapDraft, ReadyQuery, ScopeListQuery,
-    SearchQuery, Task, TaskListQuery, TransitionTask, UpdateTask,
+    ClaimTask, CreateDoc, CreateTask, DocListQuery, DocSearchQuery, FencedRequest, HeartbeatTask, LedgerQuery,
+    OverlapDraft, ReadyQuery, ScopeListQuery, SearchQuery, Task, TaskListQuery, TransitionTask, UpdateDoc, UpdateTask,
 };
 use mc_client::{Client, ClientError};
-use mc_domain::{KlusterId, MissionId, TaskId};
+use mc_domain::{DocId, KlusterId, MissionId, TaskId};
 use rmcp::model::JsonObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -115,6 +115,10 @@ pub async fn call(
         "list_klusters" => cx.list_klusters(parse(name, args)?).await,
         "create_task" => cx.create_task(parse(name, args)?).await,
         "update_task" => cx.update_task(parse(name, args)?).await,
+        "search_docs" => cx.search_docs(parse(name, args)?).await,
+        "get_doc" => cx.get_doc(parse(name, args)?).await,
+        "create_doc" => cx.create_doc(parse(name, args)?).await,
+        "update_doc" => cx.update_doc(parse(name, args)?).await,
         _ => Err(unknown_tool(name)),
     }
 }
@@ -181,6 +185,10 @@ fn kluster_id(field: &str, raw: &str) -> Result<KlusterId, ToolError> {
 
 fn mission_id(field: &str, raw: &str) -> Result<MissionId, ToolError> {
     parse_id(field, "mission", raw)
+}
+
+fn doc_id(field: &str, raw: &str) -> Result<DocId, ToolError> {
+    parse_id(field, "doc", raw)
 }
 
 fn opt<T>(raw: Option<String>, f: impl FnOnce(&str) -> Result<T, ToolError>) -> Result<Option<T>, ToolError> {
@@ -333,13 +341,16 @@ impl Cx<'_> {
         };
         let ready_q = ReadyQuery { kluster_id: Some(k), mission_id: None, limit: Some(limit + 1) };
         let (claimed_q, waiting_q) = (list("claimed,in_progress,review"), list("open,blocked"));
-        let (kluster, ready, claimed, waiting) = tokio::join!(
+        let docs_q = DocListQuery { kluster_id: Some(k), limit: Some(limit + 1), ..Default::default() };
+        let (kluster, ready, claimed, waiting, docs) = tokio::join!(
             c.get_kluster(k),
             c.ready_tasks(&ready_q),
             c.list_tasks(&claimed_q),
             c.list_tasks(&waiting_q),
+            c.list_docs(&docs_q),
         );
         let kluster = kluster.map_err(|e| self.err(e))?;
+        let docs = docs.map_err(|e| self.err(e))?.items;
         let (ready, claimed, waiting) = (
             ready.map_err(|e| self.err(e))?.items,
             claimed.map_err(|e| self.err(e))?.items,
@@ -350,6 +361,7 @@ impl Cx<'_> {
 
         let mut known: HashSet<String> = HashSet::from([k.to_string(), kluster.mission_id.to_string()]);
         known.extend(ready.iter().chain(claimed.iter()).chain(waiting.iter().copied()).map(|t| t.id.to_string()));
+        known.extend(docs.iter().map(|d| d.id.to_string()));
         let (mission, events) = tokio::join!(c.get_mission(kluster.mission_id), self.recent_events(k, known));
         let mission = mission.map_err(|e| self.err(e))?;
         let events = events.map_err(|e| self.err(e))?;
@@ -360,7 +372,13 @@ impl Cx<'_> {
         let ready_refs: Vec<&Task> = ready.iter().collect();
         let claimed_refs: Vec<&Task> = claimed.iter().collect();
         let mut truncated = Vec::new();
-        for (name, n) in [("ready", ready_refs.len()), ("claimed", claimed_refs.len()), ("waiting", waiting.len())] {
+        let counts = [
+            ("ready", ready_refs.len()),
+            ("claimed", claimed_refs.len()),
+            ("waiting", waiting.len()),
+            ("docs", docs.len()),
+        ];
+        for (name, n) in counts {
             if n > limit {
                 truncated.push(name);
             }
@@ -372,6 +390,7 @@ impl Cx<'_> {
             "ready": show(&ready_refs),
             "claimed": show(&claimed_refs),
             "waiting": show(&waiting),
+            "docs": docs.iter().take(limit).map(views::doc_line).collect::<Vec<_>>(),
             "recent_events": events,
         });
         if !truncated.is_empty() {
@@ -503,6 +522,64 @@ impl Cx<'_> {
             "overlap_suggestions": views::suggestions(&created.overlap_suggestions),
         });
         with_warnings(out, created.warnings)
+    }
+
+    async fn search_docs(&self, a: args::SearchDocs) -> Result<Value, ToolError> {
+        let q = DocSearchQuery {
+            q: a.query,
+            mission_id: opt(a.mission_id, |s| mission_id("mission_id", s))?,
+            kluster_id: opt(a.kluster_id, |s| kluster_id("kluster_id", s))?,
+            kind: a.kind.map(|k| k.kind().as_str().to_owned()),
+            limit: a.limit.map(|l| l as usize),
+        };
+        let r = self.client().search_docs(&q).await.map_err(|e| self.err(e))?;
+        let items: Vec<Value> = r
+            .items
+            .iter()
+            .map(|h| {
+                let mut v = views::doc_summary(&h.doc);
+                v["score"] = json!(round(h.score));
+                v["why"] = json!(h.why);
+                v
+            })
+            .collect();
+        with_warnings(json!({ "items": items }), r.warnings)
+    }
+
+    async fn get_doc(&self, a: args::DocRef) -> Result<Value, ToolError> {
+        let doc = self.client().get_doc(doc_id("doc_id", &a.doc_id)?).await.map_err(|e| self.err(e))?;
+        to_value(doc)
+    }
+
+    async fn create_doc(&self, a: args::CreateDoc) -> Result<Value, ToolError> {
+        let body = CreateDoc {
+            mission_id: opt(a.mission_id, |s| mission_id("mission_id", s))?,
+            kluster_id: opt(a.kluster_id, |s| kluster_id("kluster_id", s))?,
+            kind: a.kind.map(args::DocKindArg::kind),
+            title: a.title,
+            body: a.body,
+            paths: a.paths.unwrap_or_default(),
+            acknowledge_overlap: a.acknowledge_overlap.filter(|b| *b),
+        };
+        if body.mission_id.is_none() && body.kluster_id.is_none() {
+            return Err(ToolError::argument("kluster_id", "give kluster_id, or mission_id for a mission-wide doc"));
+        }
+        let created = self.client().create_doc(&body).await.map_err(|e| self.err(e))?;
+        let out = json!({
+            "doc": views::doc_summary(&created.doc),
+            "overlap_suggestions": views::suggestions(&created.overlap_suggestions),
+        });
+        with_warnings(out, created.warnings)
+    }
+
+    async fn update_doc(&self, a: args::UpdateDoc) -> Result<Value, ToolError> {
+        let id = doc_id("doc_id", &a.doc_id)?;
+        if a.title.is_none() && a.body.is_none() && a.paths.is_none() {
+            return Err(ToolError::argument("doc_id", "nothing to update: give at least one of title, body, paths"));
+        }
+        let patch = UpdateDoc { title: a.title, body: a.body, paths: a.paths, if_version: a.if_version };
+        let doc = self.client().update_doc(id, &patch).await.map_err(|e| self.err(e))?;
+        Ok(views::doc_summary(&doc))
     }
 
     async fn update_task(&self, a: args::UpdateTask) -> Result<Value, ToolError> {

@@ -121,7 +121,7 @@ pub static TOOLS: &[ToolSpec] = &[
         Core,
         true,
         args::LoadKlusterWorkspace,
-        "Start here: a kluster, its mission, its ready, claimed and waiting tasks, and recent ledger events."
+        "Start here: a kluster, its mission, its ready, claimed and waiting tasks, its docs, and recent ledger events."
     ),
     spec!("get_task", Core, true, args::TaskRef, "One task in full: description, dependencies, lease."),
     spec!(
@@ -169,6 +169,14 @@ pub static TOOLS: &[ToolSpec] = &[
         args::GetOverlapSuggestions,
         "Existing work that a draft or existing task duplicates or relates to. Creates nothing."
     ),
+    spec!(
+        "search_docs",
+        Search,
+        true,
+        args::SearchDocs,
+        "Search docs and artifacts by meaning and wording: what is already written. Hits carry an excerpt."
+    ),
+    spec!("get_doc", Search, true, args::DocRef, "One doc or artifact in full, with its version."),
     spec!("list_missions", Plan, true, args::ListMissions, "Missions: bounded objectives."),
     spec!("list_klusters", Plan, true, args::ListKlusters, "Klusters: workstreams inside a mission."),
     spec!(
@@ -177,6 +185,21 @@ pub static TOOLS: &[ToolSpec] = &[
         false,
         args::CreateTask,
         "Create a task; returns overlap_suggestions. A duplicate of live work is refused unless acknowledged."
+    ),
+    spec!(
+        "create_doc",
+        Plan,
+        false,
+        args::CreateDoc,
+        "Write a doc or artifact; returns overlap_suggestions. A duplicate of an existing doc is refused unless \
+         acknowledged."
+    ),
+    spec!(
+        "update_doc",
+        Plan,
+        false,
+        args::UpdateDoc,
+        "Change a doc as its next version; give if_version to refuse overwriting someone else's change."
     ),
     spec!(
         "update_task",

@@ -2,8 +2,9 @@
 //! on. Empty lists and absent values are left out and times are whole seconds, because every byte
 //! of a result lands in the agent's context.
 
-use mc_api::{Kluster, LedgerEvent, Mission, OverlapSuggestion, Task};
+use mc_api::{Doc, Kluster, LedgerEvent, Mission, OverlapSuggestion, Task};
 use serde::Serialize;
+use serde_json::{Value, json};
 
 /// A time as an agent reads it: `2026-11-24T12:03:00Z`.
 pub fn time(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -169,4 +170,39 @@ impl From<&LedgerEvent> for EventView {
             entity_id: e.entity_id.clone(),
         }
     }
+}
+
+/// A doc in a workspace: what it is and its version (`get_doc` has the text).
+pub fn doc_line(d: &Doc) -> Value {
+    json!({ "id": d.id, "kind": d.kind, "title": d.title, "version": d.version })
+}
+
+/// Characters of a doc's body shown where the doc is one of many (search hits, a created doc).
+const EXCERPT_CHARS: usize = 280;
+
+/// A doc without its whole body: the start of it, and whether there is more (`get_doc` has all).
+pub fn doc_summary(d: &Doc) -> Value {
+    let mut excerpt: String = d.body.chars().take(EXCERPT_CHARS).collect();
+    let cut = excerpt.len() < d.body.len();
+    if cut {
+        excerpt.push('…');
+    }
+    let mut v = json!({
+        "id": d.id,
+        "kind": d.kind,
+        "title": d.title,
+        "mission_id": d.mission_id,
+        "version": d.version,
+        "updated_at": time(d.updated_at),
+    });
+    if let Some(k) = d.kluster_id {
+        v["kluster_id"] = json!(k);
+    }
+    if !d.paths.is_empty() {
+        v["paths"] = json!(d.paths);
+    }
+    if !excerpt.is_empty() {
+        v["excerpt"] = json!(excerpt);
+    }
+    v
 }

@@ -104,6 +104,7 @@ impl AppState {
         (name = "missions", description = "Bounded objectives"),
         (name = "klusters", description = "Workstreams inside a mission"),
         (name = "tasks", description = "Units of work and their dependency graph"),
+        (name = "docs", description = "Docs and artifacts: knowledge and work products, versioned"),
         (name = "ownership", description = "Leases with fencing tokens"),
         (name = "ledger", description = "Hash-chained record of every mutation"),
         (name = "search", description = "Hybrid search and overlap detection"),
@@ -151,6 +152,7 @@ pub fn app(state: AppState, max_body_bytes: usize) -> Router {
     let protected = OpenApiRouter::new()
         .merge(routes::missions::router())
         .merge(routes::klusters::router())
+        .merge(routes::docs::router())
         .merge(routes::tasks::router())
         .merge(routes::ledger::router())
         .merge(routes::search::router())

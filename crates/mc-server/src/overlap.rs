@@ -7,14 +7,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mc_api::{KlusterHitView, OverlapRelation, OverlapSuggestion, SearchHitView};
+use mc_api::{DocHitView, KlusterHitView, OverlapRelation, OverlapSuggestion, SearchHitView};
 use mc_domain::task::embedding_text;
-use mc_domain::{KlusterId, MissionId, Task, TaskId, TaskStatus};
+use mc_domain::{Doc, DocKind, KlusterId, MissionId, Task, TaskId, TaskStatus};
 use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
 use mc_overlap::text::tokens;
 use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, path_relation};
-use mc_store::{Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
+use mc_store::{DocEmbedded, Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -321,7 +321,7 @@ pub async fn check(
             (None, Some((model, v))) => store.task_embedding(task.id, model).await?.map(|tv| cosine(v, &tv)),
             (None, None) => None,
         };
-        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, &task, cos) {
+        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::task(&task), cos) {
             blocking |= blocks;
             suggestions.push(suggestion);
         }
@@ -336,17 +336,57 @@ fn scorer_of(semantic: Option<&Semantic>) -> Arc<ScorerModel> {
     semantic.map(Semantic::scorer).unwrap_or_else(|| Arc::new(mc_overlap::shipped_for("")))
 }
 
-/// Judges one existing task against the draft: a suggestion if they overlap, and whether it
+/// An existing item as overlap detection compares it with a draft.
+struct Candidate<'a> {
+    id: String,
+    kind: &'static str,
+    title: &'a str,
+    description: &'a str,
+    status: String,
+    holder: Option<String>,
+    paths: &'a [String],
+    kluster_id: Option<KlusterId>,
+}
+
+impl<'a> Candidate<'a> {
+    fn task(t: &'a Task) -> Self {
+        Self {
+            id: t.id.to_string(),
+            kind: "task",
+            title: &t.title,
+            description: &t.description,
+            status: t.status.as_str().into(),
+            holder: t.lease.as_ref().map(|l| l.holder.clone()),
+            paths: &t.paths,
+            kluster_id: Some(t.kluster_id),
+        }
+    }
+
+    fn doc(d: &'a Doc) -> Self {
+        Self {
+            id: d.id.to_string(),
+            kind: d.kind.as_str(),
+            title: &d.title,
+            description: &d.body,
+            status: format!("v{}", d.version),
+            holder: None,
+            paths: &d.paths,
+            kluster_id: d.kluster_id,
+        }
+    }
+}
+
+/// Judges one existing item against the draft: a suggestion if they overlap, and whether it
 /// blocks creation.
 fn judge(
     scorer: &ScorerModel,
     draft: &Draft,
     draft_globs: &[Glob],
-    task: &Task,
+    item: Candidate<'_>,
     cos: Option<f32>,
 ) -> Option<(OverlapSuggestion, bool)> {
-    let globs: Vec<Glob> = task.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
-    let a = ItemText { title: &task.title, description: &task.description };
+    let globs: Vec<Glob> = item.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
+    let a = ItemText { title: item.title, description: item.description };
     let b = ItemText { title: &draft.title, description: &draft.description };
     let paths = path_relation(&globs, draft_globs);
     let mut features = PairFeatures::new(a, b, 0.0, paths);
@@ -359,16 +399,16 @@ fn judge(
     if cos.is_none() {
         reasons[0] = "no vector to compare; judged on wording".into();
     }
-    if draft.kluster_id == Some(task.kluster_id) {
+    if draft.kluster_id.is_some() && draft.kluster_id == item.kluster_id {
         reasons.push("same kluster".into());
         score = (score + 0.02).min(1.0);
     }
     let suggestion = OverlapSuggestion {
-        id: task.id.to_string(),
-        kind: "task".into(),
-        title: task.title.clone(),
-        status: task.status.as_str().into(),
-        holder: task.lease.as_ref().map(|l| l.holder.clone()),
+        id: item.id,
+        kind: item.kind.into(),
+        title: item.title.to_owned(),
+        status: item.status,
+        holder: item.holder,
         relation: match relation {
             Relation::Duplicate => OverlapRelation::Duplicate,
             Relation::Related => OverlapRelation::Related,
@@ -450,7 +490,7 @@ impl Ticket {
             if outcome.suggestions.iter().any(|s| s.id == task.id.to_string()) {
                 continue;
             }
-            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, task, cos) {
+            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::task(task), cos) {
                 outcome.blocking |= blocks;
                 outcome.suggestions.push(suggestion);
                 found = true;
@@ -478,13 +518,11 @@ impl Ticket {
 /// The 409 answer when a blocking duplicate exists.
 pub fn blocked(outcome: &Outcome) -> ApiError {
     let first = outcome.suggestions.iter().find(|s| s.relation == OverlapRelation::Duplicate);
-    let what = first.map(|s| format!("task {} \"{}\" ({})", s.id, s.title, s.status)).unwrap_or_default();
+    let what = first.map(|s| format!("{} {} \"{}\" ({})", s.kind, s.id, s.title, s.status)).unwrap_or_default();
     ApiError::new(
         axum::http::StatusCode::CONFLICT,
         "overlap_detected",
-        format!(
-            "this looks like a duplicate of {what}; reuse that task, or pass acknowledge_overlap: true to create anyway"
-        ),
+        format!("this looks like a duplicate of {what}; reuse it, or pass acknowledge_overlap: true to create anyway"),
         json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings }),
     )
 }
@@ -583,7 +621,87 @@ pub async fn search_klusters(
     Ok((items, warnings))
 }
 
-/// Embeds tasks, then klusters, whose text has no current vector, one batch; returns how many
+/// Hybrid search over docs and artifacts, with reasons.
+pub async fn search_docs(
+    store: &dyn Store,
+    semantic: Option<&Semantic>,
+    q: &str,
+    filter: SearchFilter,
+    kind: Option<DocKind>,
+    limit: usize,
+) -> Result<(Vec<DocHitView>, Vec<String>), ApiError> {
+    let mut warnings = Vec::new();
+    let vector = query_vector(semantic, q, &mut warnings).await;
+    let hits = store.search_docs(&SearchRequest { text: q.to_owned(), vector, filter, limit }, kind).await?;
+    let query_terms = terms(q);
+    let items = hits
+        .into_iter()
+        .map(|h| {
+            let why = why(&query_terms, &h.doc.embedding_text(), h.text_rank, h.vector_rank.zip(h.cosine));
+            DocHitView { doc: h.doc, score: h.score, why }
+        })
+        .collect();
+    Ok((items, warnings))
+}
+
+/// Most docs with declared paths compared glob by glob.
+const DOC_PATH_CANDIDATES: usize = 500;
+
+/// Overlap of a new doc or artifact with the docs of its mission (of either kind): the same
+/// signals and scorer as for tasks, over the title and the body.
+pub async fn check_doc(store: &dyn Store, semantic: Option<&Semantic>, draft: &Draft) -> Result<Outcome, ApiError> {
+    let text = embedding_text(&draft.title, &draft.description);
+    let mut warnings = Vec::new();
+    let vector = embed_now(semantic, &text).await.map_err(|w| warnings.push(w)).ok();
+    let filter = SearchFilter { mission_id: Some(draft.mission_id), ..Default::default() };
+    let query = vector.as_ref().map(|(model, v)| VectorQuery { model: model.clone(), vector: v.clone() });
+    let request = SearchRequest { text: text.clone(), vector: query, filter, limit: CANDIDATES };
+    let mut candidates: HashMap<String, (Doc, Option<f32>)> = store
+        .search_docs(&request, None)
+        .await?
+        .into_iter()
+        .map(|h| (h.doc.id.to_string(), (h.doc, h.cosine)))
+        .collect();
+    let draft_globs = parse_globs(&draft.paths)?;
+    if !draft_globs.is_empty() {
+        let with_paths = mc_store::DocFilter {
+            mission_id: Some(draft.mission_id),
+            with_paths: true,
+            limit: DOC_PATH_CANDIDATES,
+            ..Default::default()
+        };
+        for d in store.list_docs(&with_paths).await?.items {
+            let globs: Vec<Glob> = d.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
+            if mc_overlap::glob::first_overlap(&globs, &draft_globs).is_some() {
+                candidates.entry(d.id.to_string()).or_insert((d, None));
+            }
+        }
+    }
+    let scorer = scorer_of(semantic);
+    let mut suggestions = Vec::new();
+    let mut blocking = false;
+    for (doc, cos) in candidates.values() {
+        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::doc(doc), *cos) {
+            blocking |= blocks;
+            suggestions.push(suggestion);
+        }
+    }
+    rank(&mut suggestions);
+    warnings.extend(semantic.and_then(Semantic::calibration_warning));
+    Ok(Outcome { suggestions, blocking, warnings, vector })
+}
+
+/// Stores a freshly computed vector for a new doc (best effort: the worker fills gaps).
+pub async fn store_doc_vector(store: &dyn Store, doc: &Doc, vector: Option<(String, Vec<f32>)>) {
+    let Some((model, v)) = vector else { return };
+    let text_hash = mc_domain::ledger::sha256_hex(doc.embedding_text().as_bytes());
+    let item = DocEmbedded { doc_id: doc.id, text_hash, vector: v };
+    if let Err(e) = store.put_doc_embeddings(&model, vec![item]).await {
+        tracing::warn!(doc = %doc.id, error = %e, "could not store the vector of a new doc; the worker will retry");
+    }
+}
+
+/// Embeds tasks, then klusters, then docs, whose text has no current vector, one batch; returns how many
 /// were embedded. The server passes its [prepared] embedder.
 pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batch: usize) -> mc_domain::Result<usize> {
     let model = embedder.model_id();
@@ -603,17 +721,29 @@ pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batc
         return Ok(n);
     }
     let jobs = store.pending_kluster_embeddings(model, batch).await?;
+    if !jobs.is_empty() {
+        let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
+        let items: Vec<KlusterEmbedded> = jobs
+            .into_iter()
+            .zip(vectors)
+            .map(|(j, vector)| KlusterEmbedded { kluster_id: j.kluster_id, text_hash: j.text_hash, vector })
+            .collect();
+        let n = items.len();
+        store.put_kluster_embeddings(model, items).await?;
+        return Ok(n);
+    }
+    let jobs = store.pending_doc_embeddings(model, batch).await?;
     if jobs.is_empty() {
         return Ok(0);
     }
     let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
-    let items: Vec<KlusterEmbedded> = jobs
+    let items: Vec<DocEmbedded> = jobs
         .into_iter()
         .zip(vectors)
-        .map(|(j, vector)| KlusterEmbedded { kluster_id: j.kluster_id, text_hash: j.text_hash, vector })
+        .map(|(j, vector)| DocEmbedded { doc_id: j.doc_id, text_hash: j.text_hash, vector })
         .collect();
     let n = items.len();
-    store.put_kluster_embeddings(model, items).await?;
+    store.put_doc_embeddings(model, items).await?;
     Ok(n)
 }
 

@@ -907,3 +907,121 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
     let mut app = app;
     app.server.take().expect("running").shutdown().await.expect("clean shutdown");
 }
+
+/// Docs and artifacts: written after an overlap check against the mission's docs (a rewrite of
+/// an existing doc is refused unless acknowledged; the same kind of doc about another object is
+/// related), versioned on update, searched by text and meaning with reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_are_checked_for_overlap_versioned_and_searched() {
+    let app = spawn_hashing().await;
+    let k = app.kluster().await;
+    let runbook = "Runbook for restoring the staging database from backups";
+    let steps = "1. stop writes\n2. restore the latest snapshot";
+    let (s, first) = app.post("/api/v1/docs", json!({"kluster_id": k, "title": runbook, "body": steps})).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!((first["version"].as_u64(), first["kind"].as_str()), (Some(1), Some("doc")), "{first}");
+    assert_eq!(first["overlap_suggestions"], json!([]), "{first}");
+    let id = first["id"].as_str().expect("id").to_owned();
+
+    // another object: related, written
+    let (s, other) = app
+        .post(
+            "/api/v1/docs",
+            json!({"kluster_id": k, "title": "Runbook for restoring the production database from backups", "body": steps}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    assert_eq!(other["overlap_suggestions"][0]["id"], id.as_str(), "{other}");
+    assert_eq!(other["overlap_suggestions"][0]["kind"], "doc");
+    assert_eq!(other["overlap_suggestions"][0]["relation"], "related", "{other}");
+
+    // the same doc again: refused with the suggestion; acknowledged, written and recorded
+    let (s, refused) = app.post("/api/v1/docs", json!({"kluster_id": k, "title": runbook, "body": steps})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+    assert_error(&refused, "overlap_detected");
+    assert_eq!(refused["error"]["details"]["overlap_suggestions"][0]["id"], id.as_str());
+    assert!(refused["error"]["message"].as_str().expect("message").contains("doc "), "{refused}");
+    let (s, acked) = app
+        .post("/api/v1/docs", json!({"kluster_id": k, "title": runbook, "body": steps, "acknowledge_overlap": true}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{acked}");
+    let (_, ev) = app.get(&format!("/api/v1/ledger?entity_id={}", acked["id"].as_str().expect("id"))).await;
+    assert_eq!(ev["items"][0]["action"], "doc.create.overlap_acknowledged", "{ev}");
+
+    // an artifact whose paths can touch the same file as another artifact's is suggested
+    let (s, report) = app
+        .post(
+            "/api/v1/docs",
+            json!({"kluster_id": k, "kind": "artifact", "title": "Weekly refund totals", "paths": ["reports/refunds/*.csv"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{report}");
+    let (s, export) = app
+        .post(
+            "/api/v1/docs",
+            json!({"kluster_id": k, "kind": "artifact", "title": "Chargeback export", "paths": ["reports/**/2026-*.csv"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{export}");
+    let by_path = export["overlap_suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .iter()
+        .find(|s| s["id"] == report["id"])
+        .unwrap_or_else(|| panic!("the artifact with intersecting paths is suggested: {export}"));
+    assert!(by_path["reasons"].to_string().contains("reports/refunds/"), "{by_path}");
+
+    // versions: an update is the next version; a stale one is refused
+    let (s, v2) = app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/docs/{id}"),
+            None,
+            Some(json!({"body": "1. stop writes\n2. restore\n3. verify checksums", "if_version": 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v2}");
+    assert_eq!(v2["version"], 2);
+    let (s, stale) = app
+        .call(reqwest::Method::PATCH, &format!("/api/v1/docs/{id}"), None, Some(json!({"title": "x", "if_version": 1})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{stale}");
+    assert_error(&stale, "version_conflict");
+    let (_, got) = app.get(&format!("/api/v1/docs/{id}")).await;
+    assert!(got["body"].as_str().expect("body").ends_with("verify checksums"), "{got}");
+
+    // lists and search: newest first; the worker embeds docs, then search says why they matched
+    let (_, list) = app.get(&format!("/api/v1/docs?kluster_id={k}&kind=artifact")).await;
+    let titles: Vec<&str> =
+        list["items"].as_array().expect("items").iter().filter_map(|d| d["title"].as_str()).collect();
+    assert_eq!(titles, vec!["Chargeback export", "Weekly refund totals"]);
+    let mut r = Value::Null;
+    for _ in 0..100 {
+        r = app.get("/api/v1/search/docs?q=verify%20checksums&kind=doc").await.1;
+        if r["items"][0]["why"].to_string().contains("semantic") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(r["items"][0]["doc"]["id"], id.as_str(), "{r}");
+    assert!(r["items"][0]["why"].to_string().contains("checksum"), "{r}");
+
+    // bad input: clear 4xx answers
+    for (body, field) in [
+        (json!({"title": "no scope"}), "mission_id"),
+        (json!({"kluster_id": k, "title": " "}), "title"),
+        (json!({"kluster_id": k, "title": "x", "body": "y".repeat(256 * 1024 + 1)}), "body"),
+        (json!({"kluster_id": k, "title": "x", "paths": ["[unclosed"]}), "paths[0]"),
+    ] {
+        let (s, e) = app.post("/api/v1/docs", body).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(e["error"]["details"]["field"], field, "{e}");
+    }
+    let (s, e) = app.post("/api/v1/docs", json!({"kluster_id": k, "title": "x", "kind": "memo"})).await;
+    assert!(s.is_client_error(), "{s}: {e}");
+    let (s, e) = app.get("/api/v1/search/docs?q=x&kind=memo").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["error"]["details"]["field"], "kind", "{e}");
+    let (s, e) = app.get(&format!("/api/v1/docs/{}", uuid::Uuid::now_v7())).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
+}

@@ -5,7 +5,9 @@
 //! hashes never fork; `claim_next_task` picks with `FOR NO KEY UPDATE SKIP LOCKED`, so concurrent
 //! claimers never wait on, nor double-assign, the same task.
 
+mod docs;
 mod kluster_search;
+mod plain_search;
 mod rows;
 pub mod schema;
 mod search;
@@ -18,18 +20,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mc_domain::dag::{cycle_error, find_cycle};
+use mc_domain::doc::{DocPatch, NewDoc};
 use mc_domain::id::Uuid;
 use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
 use mc_domain::ledger::ChainVerifier;
 use mc_domain::mission::ensure_active;
 use mc_domain::{
-    Actor, Clock, Error, Kluster, KlusterId, Lease, LedgerEvent, LedgerVerification, Mission, MissionId, Principal,
-    Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
+    Actor, Clock, Doc, DocId, DocKind, Error, Kluster, KlusterId, Lease, LedgerEvent, LedgerVerification, Mission,
+    MissionId, Principal, Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page,
-    PendingVector, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter,
-    TokenRecord, WriteCtx,
+    Created, DocEmbedded, DocEmbeddingJob, DocFilter, DocHit, Embedded, EmbeddingJob, KlusterEmbedded,
+    KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, PendingVector, ReadyFilter, ScopeFilter, SearchFilter,
+    SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
 };
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -929,21 +932,49 @@ impl Store for PgStore {
     }
 
     async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
-        kluster_search::pending(&mut *self.conn().await?, model, limit).await
+        let job = |k: Kluster, text, text_hash| KlusterEmbeddingJob { kluster_id: k.id, text, text_hash };
+        plain_search::pending(&mut *self.conn().await?, model, limit, job).await
     }
 
-    async fn put_kluster_embeddings(&self, model: &str, mut items: Vec<KlusterEmbedded>) -> Result<()> {
-        // rows in the same order in every batch: two batches never deadlock
-        items.sort_by_key(|e| e.kluster_id);
-        let (mut tx, _) = self.begin().await?;
-        let out = async {
-            for e in &items {
-                kluster_search::put(&mut tx, model, e).await?;
-            }
-            Ok(())
-        }
-        .await;
+    async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()> {
+        let items = items.into_iter().map(|e| (e.kluster_id.as_uuid(), e.text_hash, e.vector)).collect();
+        self.put_plain_embeddings::<Kluster>(model, items).await
+    }
+
+    // ---- docs and artifacts ----
+
+    async fn create_doc(&self, ctx: &WriteCtx, new: NewDoc) -> Result<Created<Doc>> {
+        let (mut tx, now) = self.begin().await?;
+        let out = docs::create(&mut tx, ctx, new, now).await;
         finish(tx, out).await
+    }
+
+    async fn get_doc(&self, id: DocId) -> Result<Doc> {
+        docs::load(&mut *self.conn().await?, id, false).await
+    }
+
+    async fn list_docs(&self, filter: &DocFilter) -> Result<Page<Doc>> {
+        docs::list(&mut *self.conn().await?, filter).await
+    }
+
+    async fn update_doc(&self, ctx: &WriteCtx, id: DocId, patch: DocPatch, if_version: Option<u64>) -> Result<Doc> {
+        let (mut tx, now) = self.begin().await?;
+        let out = docs::update(&mut tx, ctx, id, patch, if_version, now).await;
+        finish(tx, out).await
+    }
+
+    async fn search_docs(&self, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>> {
+        docs::search(&mut *self.conn().await?, req, kind).await
+    }
+
+    async fn pending_doc_embeddings(&self, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {
+        let job = |d: Doc, text, text_hash| DocEmbeddingJob { doc_id: d.id, text, text_hash };
+        plain_search::pending(&mut *self.conn().await?, model, limit, job).await
+    }
+
+    async fn put_doc_embeddings(&self, model: &str, items: Vec<DocEmbedded>) -> Result<()> {
+        let items = items.into_iter().map(|e| (e.doc_id.as_uuid(), e.text_hash, e.vector)).collect();
+        self.put_plain_embeddings::<Doc>(model, items).await
     }
 
     // ---- ledger ----
@@ -992,6 +1023,25 @@ impl Store for PgStore {
 }
 
 impl PgStore {
+    /// Stores vectors of klusters or docs in one transaction.
+    async fn put_plain_embeddings<T: plain_search::Searchable>(
+        &self,
+        model: &str,
+        mut items: Vec<plain_search::Vectored>,
+    ) -> Result<()> {
+        // rows in the same order in every batch: two batches never deadlock
+        items.sort_by_key(|e| e.0);
+        let (mut tx, _) = self.begin().await?;
+        let out = async {
+            for e in &items {
+                plain_search::put::<T>(&mut tx, model, e).await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(tx, out).await
+    }
+
     async fn change_mission<F>(&self, ctx: &WriteCtx, id: MissionId, action: &'static str, f: F) -> Result<Mission>
     where
         F: FnOnce(&mut Mission) -> Result<()> + Send,

@@ -56,11 +56,14 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
     }
 }
 
-fn bad(what: &str, v: impl std::fmt::Display) -> Error {
+pub(crate) fn bad(what: &str, v: impl std::fmt::Display) -> Error {
     Error::Internal(format!("unknown {what} `{v}` in database"))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(r: &'r PgRow, i: usize) -> Result<T> {
+pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    r: &'r PgRow,
+    i: usize,
+) -> Result<T> {
     r.try_get(i).map_err(db_err)
 }
 

@@ -4,8 +4,10 @@
 //! transaction.
 
 mod conn;
+mod doc_search;
 mod kluster_search;
 mod rows;
+mod scan_search;
 pub mod schema;
 mod search;
 mod vindex;
@@ -17,17 +19,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mc_domain::clock::to_millis;
 use mc_domain::dag::{cycle_error, find_cycle};
+use mc_domain::doc::{DocPatch, NewDoc, check_version};
 use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
 use mc_domain::ledger::ChainVerifier;
 use mc_domain::mission::ensure_active;
 use mc_domain::{
-    Actor, Clock, Error, Kluster, KlusterId, Lease, LedgerEvent, LedgerVerification, Mission, MissionId, Principal,
-    Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
+    Actor, Clock, Doc, DocId, DocKind, Error, Kluster, KlusterId, Lease, LedgerEvent, LedgerVerification, Mission,
+    MissionId, Principal, Result, Role, ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{
-    Created, Embedded, EmbeddingJob, KlusterEmbedded, KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page,
-    PendingVector, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter,
-    TokenRecord, WriteCtx,
+    Created, DocEmbedded, DocEmbeddingJob, DocFilter, DocHit, Embedded, EmbeddingJob, KlusterEmbedded,
+    KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, PendingVector, ReadyFilter, ScopeFilter, SearchFilter,
+    SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -445,7 +448,7 @@ impl Store for SqliteStore {
                 to_millis(now)
             ])
             .map_err(db_err)?;
-            kluster_search::index(c, &k)?;
+            scan_search::index(c, &k)?;
             append_ledger(c, &ctx, "kluster.create", "kluster", &k.id.to_string(), &k, now)?;
             idempotency_record(c, &ctx, "kluster", &k.id.to_string(), now)?;
             Ok(Created { value: k, replayed: false, extra: None })
@@ -461,11 +464,11 @@ impl Store for SqliteStore {
         let f = f.clone();
         self.read(move |c| {
             let mut st = c
-                .prepare_cached(
-                    "SELECT id, mission_id, name, description, status, created_at, updated_at FROM klusters \
+                .prepare_cached(&format!(
+                    "SELECT {KLUSTER_COLUMNS} FROM klusters \
                      WHERE id > ?1 AND (?2 OR status = 'active') AND (?3 IS NULL OR mission_id = ?3) \
-                     ORDER BY id LIMIT ?4",
-                )
+                     ORDER BY id LIMIT ?4"
+                ))
                 .map_err(db_err)?;
             let items = st
                 .query_map(
@@ -841,14 +844,116 @@ impl Store for SqliteStore {
     }
 
     async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()> {
-        let model = model.to_owned();
-        self.write(move |c, _| {
-            for e in &items {
-                kluster_search::put(c, &model, e.kluster_id, &e.text_hash, &e.vector)?;
+        let items = items.into_iter().map(|e| (e.kluster_id, e.text_hash, e.vector)).collect();
+        self.put_scanned_embeddings::<Kluster>(model, items).await
+    }
+
+    // ---- docs and artifacts ----
+
+    async fn create_doc(&self, ctx: &WriteCtx, new: NewDoc) -> Result<Created<Doc>> {
+        let ctx = ctx.clone();
+        self.write(move |c, now| {
+            if let Some(key) = &ctx.idempotency
+                && let Some((id, extra)) = idempotency_lookup(c, key, "doc")?
+            {
+                return Ok(Created { value: load_doc(c, DocId::parse_field(&id, "id")?)?, replayed: true, extra });
             }
-            Ok(())
+            let kluster = new.kluster_id.map(|k| load_kluster(c, k)).transpose()?;
+            let mission_id = match (new.mission_id, &kluster) {
+                (Some(m), Some(k)) if k.mission_id != m => {
+                    return Err(Error::validation(
+                        "kluster_id",
+                        format!("kluster {} belongs to mission {}, not to mission {m}", k.id, k.mission_id),
+                    ));
+                }
+                (Some(m), _) => m,
+                (None, Some(k)) => k.mission_id,
+                (None, None) => return Err(Error::validation("mission_id", "name a mission or a kluster")),
+            };
+            let mission = load_mission(c, mission_id)?;
+            ensure_active("mission", &mission.id.to_string(), mission.status)?;
+            if let Some(k) = &kluster {
+                ensure_active("kluster", &k.id.to_string(), k.status)?;
+            }
+            let doc = new.into_doc(DocId::new(), mission_id, ctx.actor.ledger_name(), now);
+            insert_doc(c, &doc)?;
+            append_ledger(c, &ctx, "doc.create", "doc", &doc.id.to_string(), &doc, now)?;
+            idempotency_record(c, &ctx, "doc", &doc.id.to_string(), now)?;
+            Ok(Created { value: doc, replayed: false, extra: None })
         })
         .await
+    }
+
+    async fn get_doc(&self, id: DocId) -> Result<Doc> {
+        self.read(move |c| load_doc(c, id)).await
+    }
+
+    async fn list_docs(&self, f: &DocFilter) -> Result<Page<Doc>> {
+        let f = f.clone();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {DOC_COLUMNS} FROM docs WHERE 1");
+            let mut args: Vec<Value> = vec![];
+            if let Some(cursor) = &f.cursor {
+                sql.push_str(" AND id < ?");
+                args.push(Value::Text(cursor.clone()));
+            }
+            for (col, v) in [
+                ("mission_id", f.mission_id.map(|m| m.to_string())),
+                ("kluster_id", f.kluster_id.map(|k| k.to_string())),
+                ("kind", f.kind.map(|k| k.as_str().to_owned())),
+            ] {
+                if let Some(v) = v {
+                    sql.push_str(&format!(" AND {col} = ?"));
+                    args.push(Value::Text(v));
+                }
+            }
+            if f.with_paths {
+                sql.push_str(" AND paths <> '[]'");
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push(Value::Integer((f.limit + 1) as i64));
+            let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+            let items = st
+                .query_map(params_from_iter(args), doc_from_row)
+                .map_err(db_err)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(db_err)?;
+            Ok(page_of(items, f.limit, |d| d.id.to_string()))
+        })
+        .await
+    }
+
+    async fn update_doc(&self, ctx: &WriteCtx, id: DocId, patch: DocPatch, if_version: Option<u64>) -> Result<Doc> {
+        let ctx = ctx.clone();
+        self.write(move |c, now| {
+            let mut doc = load_doc(c, id)?;
+            check_version(&doc, if_version)?;
+            if patch.is_empty() {
+                return Ok(doc);
+            }
+            patch.apply(&mut doc);
+            doc.version += 1;
+            doc.updated_at = now;
+            save_doc(c, &doc)?;
+            append_ledger(c, &ctx, "doc.update", "doc", &doc.id.to_string(), &doc, now)?;
+            Ok(doc)
+        })
+        .await
+    }
+
+    async fn search_docs(&self, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>> {
+        let req = req.clone();
+        self.read(move |c| doc_search::search(c, &req, kind)).await
+    }
+
+    async fn pending_doc_embeddings(&self, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {
+        let model = model.to_owned();
+        self.read(move |c| doc_search::pending(c, &model, limit)).await
+    }
+
+    async fn put_doc_embeddings(&self, model: &str, items: Vec<DocEmbedded>) -> Result<()> {
+        let items = items.into_iter().map(|e| (e.doc_id, e.text_hash, e.vector)).collect();
+        self.put_scanned_embeddings::<Doc>(model, items).await
     }
 
     // ---- ledger ----
@@ -906,10 +1011,29 @@ fn not_held(t: &Task) -> Error {
 }
 
 fn prefixed_task_columns() -> String {
-    TASK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+    prefixed(TASK_COLUMNS, "t")
 }
 
 impl SqliteStore {
+    /// Stores vectors of `model` of klusters or docs: (id, text hash, vector) each.
+    async fn put_scanned_embeddings<T: scan_search::Scanned>(
+        &self,
+        model: &str,
+        items: Vec<(T::Id, String, Vec<f32>)>,
+    ) -> Result<()>
+    where
+        T::Id: Send + 'static,
+    {
+        let model = model.to_owned();
+        self.write(move |c, _| {
+            for (id, hash, vector) in &items {
+                scan_search::put::<T>(c, &model, *id, hash, vector)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn change_mission<F>(&self, ctx: &WriteCtx, id: MissionId, action: &'static str, f: F) -> Result<Mission>
     where
         F: FnOnce(&mut Mission) -> Result<()> + Send + 'static,
@@ -946,7 +1070,7 @@ impl SqliteStore {
             .map_err(db_err)?
             .execute(params![k.id.to_string(), k.name, k.description, k.status.as_str(), to_millis(now)])
             .map_err(db_err)?;
-            kluster_search::index(c, &k)?;
+            scan_search::index(c, &k)?;
             append_ledger(c, &ctx, action, "kluster", &k.id.to_string(), &k, now)?;
             Ok(k)
         })

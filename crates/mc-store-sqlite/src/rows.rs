@@ -5,8 +5,8 @@ use mc_domain::clock::{from_millis, to_millis};
 use mc_domain::id::Uuid;
 use mc_domain::ledger::{GENESIS_HASH, chain_hash, digest_of};
 use mc_domain::{
-    Error, EventId, Kluster, KlusterId, Lease, LedgerEvent, Mission, MissionId, Priority, Result, ScopeStatus, Task,
-    TaskId, TaskStatus, Timestamp,
+    Doc, DocId, DocKind, Error, EventId, Kluster, KlusterId, Lease, LedgerEvent, Mission, MissionId, Priority, Result,
+    ScopeStatus, Task, TaskId, TaskStatus, Timestamp,
 };
 use mc_store::{IdempotencyKey, WriteCtx};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -16,6 +16,16 @@ use crate::conn::db_err;
 
 pub(crate) const TASK_COLUMNS: &str = "id, mission_id, kluster_id, title, description, status, priority, labels, \
      paths, depends_on, holder, claimed_at, lease_expires_at, fencing_token, created_by, created_at, updated_at";
+
+pub(crate) const KLUSTER_COLUMNS: &str = "id, mission_id, name, description, status, created_at, updated_at";
+
+pub(crate) const DOC_COLUMNS: &str =
+    "id, mission_id, kluster_id, kind, title, body, paths, version, created_by, created_at, updated_at";
+
+/// `columns` (a list like [`TASK_COLUMNS`]) qualified by a table alias.
+pub(crate) fn prefixed(columns: &str, alias: &str) -> String {
+    columns.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
+}
 
 fn parse_uuid<T: From<Uuid>>(s: &str, what: &str) -> rusqlite::Result<T> {
     Uuid::parse_str(s).map(T::from).map_err(|e| {
@@ -97,6 +107,25 @@ pub(crate) fn kluster_from_row(r: &Row<'_>) -> rusqlite::Result<Kluster> {
     })
 }
 
+pub(crate) fn doc_from_row(r: &Row<'_>) -> rusqlite::Result<Doc> {
+    let kind: String = r.get(3)?;
+    let kluster: Option<String> = r.get(2)?;
+    let version: i64 = r.get(7)?;
+    Ok(Doc {
+        id: parse_uuid(&r.get::<_, String>(0)?, "doc")?,
+        mission_id: parse_uuid(&r.get::<_, String>(1)?, "mission")?,
+        kluster_id: kluster.map(|k| parse_uuid(&k, "kluster")).transpose()?,
+        kind: DocKind::parse(&kind).ok_or_else(|| bad_enum("doc kind", &kind))?,
+        title: r.get(4)?,
+        body: r.get(5)?,
+        paths: json_col(&r.get::<_, String>(6)?)?,
+        version: u64::try_from(version).map_err(|_| bad_enum("doc version", &version.to_string()))?,
+        created_by: r.get(8)?,
+        created_at: from_millis(r.get(9)?),
+        updated_at: from_millis(r.get(10)?),
+    })
+}
+
 pub(crate) fn ledger_from_row(r: &Row<'_>) -> rusqlite::Result<LedgerEvent> {
     Ok(LedgerEvent {
         seq: r.get(0)?,
@@ -135,14 +164,21 @@ pub(crate) fn load_mission(conn: &Connection, id: MissionId) -> Result<Mission> 
 }
 
 pub(crate) fn load_kluster(conn: &Connection, id: KlusterId) -> Result<Kluster> {
-    conn.prepare_cached(
-        "SELECT id, mission_id, name, description, status, created_at, updated_at FROM klusters WHERE id = ?1",
-    )
-    .map_err(db_err)?
-    .query_row([id.to_string()], kluster_from_row)
-    .optional()
-    .map_err(db_err)?
-    .ok_or_else(|| Error::not_found("kluster", id))
+    conn.prepare_cached(&format!("SELECT {KLUSTER_COLUMNS} FROM klusters WHERE id = ?1"))
+        .map_err(db_err)?
+        .query_row([id.to_string()], kluster_from_row)
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("kluster", id))
+}
+
+pub(crate) fn load_doc(conn: &Connection, id: DocId) -> Result<Doc> {
+    conn.prepare_cached(&format!("SELECT {DOC_COLUMNS} FROM docs WHERE id = ?1"))
+        .map_err(db_err)?
+        .query_row([id.to_string()], doc_from_row)
+        .optional()
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("doc", id))
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String> {
@@ -182,6 +218,51 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
     write_deps(conn, t)?;
     write_labels(conn, t)?;
     crate::search::index_new(conn, t)
+}
+
+/// Inserts a new doc row and indexes it for search.
+pub(crate) fn insert_doc(conn: &Connection, d: &Doc) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO docs ({DOC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))
+    .map_err(db_err)?
+    .execute(params![
+        d.id.to_string(),
+        d.mission_id.to_string(),
+        d.kluster_id.map(|k| k.to_string()),
+        d.kind.as_str(),
+        d.title,
+        d.body,
+        to_json(&d.paths)?,
+        version_col(d.version)?,
+        d.created_by,
+        to_millis(d.created_at),
+        to_millis(d.updated_at),
+    ])
+    .map_err(db_err)?;
+    crate::scan_search::index(conn, d)
+}
+
+/// Writes back the mutable columns of a doc and re-indexes it.
+pub(crate) fn save_doc(conn: &Connection, d: &Doc) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE docs SET title = ?2, body = ?3, paths = ?4, version = ?5, updated_at = ?6 WHERE id = ?1",
+    )
+    .map_err(db_err)?
+    .execute(params![
+        d.id.to_string(),
+        d.title,
+        d.body,
+        to_json(&d.paths)?,
+        version_col(d.version)?,
+        to_millis(d.updated_at)
+    ])
+    .map_err(db_err)?;
+    crate::scan_search::index(conn, d)
+}
+
+fn version_col(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Internal(format!("doc version {v} out of range")))
 }
 
 /// Writes back every mutable column of a task.

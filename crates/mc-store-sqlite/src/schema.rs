@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "search", include_str!("../migrations/0002_search.sql")),
     (3, "kluster_search", include_str!("../migrations/0003_kluster_search.sql")),
     (4, "search_text_hash", include_str!("../migrations/0004_search_text_hash.sql")),
+    (5, "docs", include_str!("../migrations/0005_docs.sql")),
 ];
 
 /// The newest schema version this build knows.

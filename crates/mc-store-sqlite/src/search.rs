@@ -430,7 +430,7 @@ fn filter_sql(f: &SearchFilter, sql: &mut String, args: &mut Vec<Value>, drive_b
 }
 
 fn prefixed() -> String {
-    TASK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+    crate::rows::prefixed(TASK_COLUMNS, "t")
 }
 
 /// Full-text candidates (document ids), best first. Mission, kluster and status filters are scope

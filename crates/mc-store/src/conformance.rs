@@ -11,9 +11,12 @@ use mc_domain::{
     TaskId, TaskStatus,
 };
 
+use mc_domain::doc::{DocPatch, NewDoc, RawDocFields};
+use mc_domain::{Doc, DocId, DocKind};
+
 use crate::{
-    Embedded, IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store,
-    TaskFilter, TokenRecord, VectorQuery, WriteCtx,
+    DocEmbedded, DocFilter, Embedded, IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, SearchFilter, SearchHit,
+    SearchRequest, Store, TaskFilter, TokenRecord, VectorQuery, WriteCtx,
 };
 
 /// A fresh store for one test, and whatever keeps it alive (a temp dir, a server).
@@ -45,7 +48,9 @@ macro_rules! conformance_tests {
             embeddings_follow_the_text_and_the_model,
             klusters_are_searched_by_text_and_vectors,
             queries_of_only_common_words_take_the_newest_matches,
-            a_search_right_after_a_write_sees_it
+            a_search_right_after_a_write_sees_it,
+            docs_are_created_versioned_and_listed,
+            docs_are_searched_by_text_and_vectors
         );
     };
     (@each $make:path; $($name:ident),* $(,)?) => {
@@ -789,4 +794,168 @@ pub async fn a_search_right_after_a_write_sees_it(s: Arc<dyn Store>, _clock: Arc
     }
     let hits = s.search_tasks(&q("wombat hutch")).await.expect("search");
     assert_eq!(hits.first().map(|h| h.task.id), Some(hutch.id), "the rare word still ranks its task first");
+}
+
+fn new_doc(
+    m: Option<MissionId>,
+    k: Option<KlusterId>,
+    kind: DocKind,
+    title: &str,
+    body: &str,
+    paths: &[String],
+) -> NewDoc {
+    NewDoc::parse(m, k, kind, RawDocFields { title: Some(title), body: Some(body), paths: Some(paths) })
+        .expect("valid doc")
+}
+
+async fn doc(s: &dyn Store, m: Option<MissionId>, k: Option<KlusterId>, kind: DocKind, title: &str, body: &str) -> Doc {
+    s.create_doc(&admin(), new_doc(m, k, kind, title, body, &[])).await.expect("doc created").value
+}
+
+pub async fn docs_are_created_versioned_and_listed(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m = mission(s, "Payments").await;
+    let other = mission(s, "Other").await;
+    let k = kluster(s, &m, "Refunds").await;
+    let elsewhere = kluster(s, &other, "Elsewhere").await;
+
+    let runbook = doc(s, Some(m.id), None, DocKind::Doc, "Refund runbook", "1. find the charge").await;
+    assert_eq!((runbook.version, runbook.kluster_id, runbook.created_by.as_str()), (1, None, "admin"));
+    let paths = ["reports/refunds/*.csv".to_owned()];
+    let report = s
+        .create_doc(&admin(), new_doc(None, Some(k.id), DocKind::Artifact, "Refund report", "weekly", &paths))
+        .await
+        .expect("artifact")
+        .value;
+    assert_eq!((report.mission_id, report.kluster_id, report.kind), (m.id, Some(k.id), DocKind::Artifact));
+    assert_eq!(report.paths, paths.to_vec());
+    assert_eq!(s.get_doc(report.id).await.expect("get"), report);
+
+    // scope errors
+    let e = s.create_doc(&admin(), new_doc(Some(m.id), Some(elsewhere.id), DocKind::Doc, "x", "", &[])).await;
+    assert!(matches!(e, Err(Error::Validation { ref field, .. }) if field == "kluster_id"), "{e:?}");
+    let e = s.create_doc(&admin(), new_doc(Some(MissionId::new()), None, DocKind::Doc, "x", "", &[])).await;
+    assert!(matches!(e, Err(Error::NotFound { entity: "mission", .. })), "{e:?}");
+    let e = s.create_doc(&admin(), new_doc(None, Some(KlusterId::new()), DocKind::Doc, "x", "", &[])).await;
+    assert!(matches!(e, Err(Error::NotFound { entity: "kluster", .. })), "{e:?}");
+    s.archive_kluster(&admin(), elsewhere.id).await.expect("archive");
+    let e = s.create_doc(&admin(), new_doc(None, Some(elsewhere.id), DocKind::Doc, "x", "", &[])).await;
+    assert_eq!(code(e.expect_err("archived kluster")), "archived");
+    assert!(matches!(s.get_doc(DocId::new()).await, Err(Error::NotFound { entity: "doc", .. })));
+
+    // lists: newest first, filtered, paged
+    let notes = doc(s, Some(m.id), Some(k.id), DocKind::Doc, "Refund notes", "").await;
+    let list = |f: DocFilter| async move {
+        s.list_docs(&f).await.expect("list").items.into_iter().map(|d| d.id).collect::<Vec<_>>()
+    };
+    let all = DocFilter { mission_id: Some(m.id), limit: 10, ..Default::default() };
+    assert_eq!(list(all.clone()).await, vec![notes.id, report.id, runbook.id]);
+    assert_eq!(list(DocFilter { kluster_id: Some(k.id), ..all.clone() }).await, vec![notes.id, report.id]);
+    assert_eq!(list(DocFilter { kind: Some(DocKind::Artifact), ..all.clone() }).await, vec![report.id]);
+    assert_eq!(list(DocFilter { with_paths: true, ..all.clone() }).await, vec![report.id]);
+    assert!(list(DocFilter { mission_id: Some(other.id), ..all.clone() }).await.is_empty());
+    let first = s.list_docs(&DocFilter { limit: 2, ..all.clone() }).await.expect("page 1");
+    assert_eq!(first.items.len(), 2);
+    let cursor = first.next_cursor.expect("a next page");
+    let second = s.list_docs(&DocFilter { limit: 2, cursor: Some(cursor), ..all.clone() }).await.expect("page 2");
+    assert_eq!(second.items.iter().map(|d| d.id).collect::<Vec<_>>(), vec![runbook.id]);
+    assert!(second.next_cursor.is_none());
+
+    // updates make versions; a stale version is refused; an empty patch changes nothing
+    let patch = DocPatch::parse(RawDocFields { body: Some("1. find the charge\n2. refund it"), ..Default::default() })
+        .expect("valid");
+    let v2 = s.update_doc(&admin(), runbook.id, patch.clone(), Some(1)).await.expect("update");
+    assert_eq!((v2.version, v2.title.as_str()), (2, "Refund runbook"));
+    assert!(v2.body.ends_with("refund it"));
+    let e = s.update_doc(&admin(), runbook.id, patch, Some(1)).await.expect_err("stale");
+    assert_eq!(code(e), "version_conflict");
+    let same = s.update_doc(&admin(), runbook.id, DocPatch::default(), None).await.expect("empty patch");
+    assert_eq!(same, v2);
+    assert_eq!(s.get_doc(runbook.id).await.expect("get"), v2);
+
+    // idempotent create
+    let mut ctx = admin();
+    ctx.idempotency = Some(IdempotencyKey { scope: "admin".into(), key: "d1".into(), fingerprint: "f".into() });
+    let a = s.create_doc(&ctx, new_doc(Some(m.id), None, DocKind::Doc, "Once", "", &[])).await.expect("first");
+    let b = s.create_doc(&ctx, new_doc(Some(m.id), None, DocKind::Doc, "Once", "", &[])).await.expect("replay");
+    assert!(!a.replayed && b.replayed);
+    assert_eq!(a.value, b.value);
+
+    let events = s
+        .list_ledger(&LedgerFilter { entity_kind: Some("doc".into()), limit: 100, ..Default::default() })
+        .await
+        .expect("ledger");
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, vec!["doc.create", "doc.create", "doc.create", "doc.update", "doc.create"]);
+    assert!(s.verify_ledger().await.expect("verify").ok);
+}
+
+pub async fn docs_are_searched_by_text_and_vectors(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let m1 = mission(s, "Payments").await;
+    let m2 = mission(s, "Search").await;
+    let k = kluster(s, &m1, "Refunds").await;
+    let runbook = doc(s, Some(m1.id), Some(k.id), DocKind::Doc, "Refund runbook", "How to reverse a chargeback").await;
+    let report = doc(s, Some(m1.id), None, DocKind::Artifact, "Ledger report", "Double-entry totals per day").await;
+    let ranking = doc(s, Some(m2.id), None, DocKind::Doc, "Ranking notes", "Tuning relevance for refund queries").await;
+    let req = |text: &str, vector: Option<VectorQuery>, mission_id: Option<MissionId>| SearchRequest {
+        text: text.into(),
+        vector,
+        filter: SearchFilter { mission_id, ..Default::default() },
+        limit: 10,
+    };
+    let ids = |hits: Vec<crate::DocHit>| hits.into_iter().map(|h| h.doc.id).collect::<Vec<_>>();
+
+    // full text over title and body, stemmed; mission, kluster and kind filters apply
+    let hits = s.search_docs(&req("chargebacks", None, None), None).await.expect("search");
+    assert_eq!(ids(hits), vec![runbook.id]);
+    let hits = s.search_docs(&req("refund", None, None), None).await.expect("search");
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h.text_rank.is_some() && h.vector_rank.is_none() && h.cosine.is_none()));
+    let hits = s.search_docs(&req("refund", None, Some(m2.id)), None).await.expect("search");
+    assert_eq!(ids(hits), vec![ranking.id]);
+    let in_k = SearchRequest {
+        filter: SearchFilter { kluster_id: Some(k.id), ..Default::default() },
+        ..req("refund", None, None)
+    };
+    assert_eq!(ids(s.search_docs(&in_k, None).await.expect("search")), vec![runbook.id]);
+    let hits = s.search_docs(&req("totals refund", None, Some(m1.id)), Some(DocKind::Artifact)).await.expect("search");
+    assert_eq!(ids(hits), vec![report.id]);
+
+    // vectors: pending until embedded, then nearest first, with the cosine
+    let jobs = s.pending_doc_embeddings("test/m1", 10).await.expect("pending");
+    assert_eq!(jobs.len(), 3);
+    let job = |id: DocId| jobs.iter().find(|j| j.doc_id == id).expect("pending").clone();
+    assert_eq!(job(runbook.id).text, runbook.embedding_text());
+    let put = |id: DocId, v: [f32; 4]| DocEmbedded {
+        doc_id: id,
+        text_hash: job(id).text_hash,
+        vector: vq(v).expect("vector").vector,
+    };
+    s.put_doc_embeddings("test/m1", vec![put(runbook.id, [1.0, 0.0, 0.0, 0.0]), put(report.id, [0.0, 1.0, 0.0, 0.0])])
+        .await
+        .expect("put");
+    assert_eq!(s.pending_doc_embeddings("test/m1", 10).await.expect("pending").len(), 1);
+    let hits = s.search_docs(&req("", vq([0.1, 1.0, 0.0, 0.0]), Some(m1.id)), None).await.expect("search");
+    assert_eq!(ids(hits.clone()), vec![report.id, runbook.id]);
+    assert!(hits[0].cosine.expect("cosine") > 0.99);
+    // fused: a text hit carries its cosine too
+    let hits = s.search_docs(&req("chargeback", vq([0.0, 1.0, 0.0, 0.0]), Some(m1.id)), None).await.expect("search");
+    assert_eq!(hits.len(), 2);
+    let rb = hits.iter().find(|h| h.doc.id == runbook.id).expect("runbook found");
+    assert!(rb.text_rank.is_some());
+    assert!(rb.cosine.expect("cosine of a text hit").abs() < 0.01);
+    // another model is never compared
+    let other = Some(VectorQuery { model: "test/other".into(), vector: vec![0.0, 1.0, 0.0, 0.0] });
+    assert!(s.search_docs(&req("", other, None), None).await.expect("search").is_empty());
+
+    // a rewritten doc is found by its new text; its old vector no longer counts
+    let patch = DocPatch::parse(RawDocFields { body: Some("Card disputes raised by customers"), ..Default::default() })
+        .expect("valid");
+    s.update_doc(&admin(), runbook.id, patch, None).await.expect("update");
+    assert!(s.search_docs(&req("chargebacks", None, None), None).await.expect("search").is_empty());
+    assert_eq!(ids(s.search_docs(&req("disputes", None, None), None).await.expect("search")), vec![runbook.id]);
+    let hits = s.search_docs(&req("", vq([1.0, 0.0, 0.0, 0.0]), Some(m1.id)), None).await.expect("search");
+    assert_eq!(ids(hits), vec![report.id], "a stale vector is not compared");
+    assert_eq!(s.pending_doc_embeddings("test/m1", 10).await.expect("pending").len(), 2);
 }

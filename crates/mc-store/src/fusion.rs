@@ -21,6 +21,12 @@ impl From<Fused<mc_domain::Kluster>> for crate::KlusterHit {
     }
 }
 
+impl From<Fused<mc_domain::Doc>> for crate::DocHit {
+    fn from(f: Fused<mc_domain::Doc>) -> Self {
+        Self { doc: f.item, score: f.score, text_rank: f.text_rank, vector_rank: f.vector_rank, cosine: f.cosine }
+    }
+}
+
 /// Reciprocal-rank fusion of full-text results (best first) and vector results (nearest first,
 /// with their cosine): the best `limit`, ties broken by key.
 pub fn fuse<T, K: std::hash::Hash + Eq + Ord + Copy>(

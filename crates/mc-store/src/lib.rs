@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use mc_domain::doc::{DocPatch, NewDoc};
 use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
 use mc_domain::{
-    Actor, Kluster, KlusterId, LedgerEvent, LedgerVerification, Mission, MissionId, Principal, Result, Task, TaskId,
-    TaskStatus,
+    Actor, Doc, DocId, DocKind, Kluster, KlusterId, LedgerEvent, LedgerVerification, Mission, MissionId, Principal,
+    Result, Task, TaskId, TaskStatus,
 };
 
 #[cfg(feature = "conformance")]
@@ -78,6 +79,17 @@ pub struct TaskFilter {
     pub statuses: Vec<TaskStatus>,
     pub label: Option<String>,
     pub holder: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DocFilter {
+    pub mission_id: Option<MissionId>,
+    pub kluster_id: Option<KlusterId>,
+    pub kind: Option<DocKind>,
+    /// Only docs that declare paths (candidates for path overlap).
+    pub with_paths: bool,
     pub cursor: Option<String>,
     pub limit: usize,
 }
@@ -204,6 +216,33 @@ pub struct KlusterEmbedded {
     pub vector: Vec<f32>,
 }
 
+/// One doc found by a search, with what made it match.
+#[derive(Debug, Clone)]
+pub struct DocHit {
+    pub doc: Doc,
+    /// Reciprocal-rank-fusion score (higher is better).
+    pub score: f32,
+    pub text_rank: Option<usize>,
+    pub vector_rank: Option<usize>,
+    pub cosine: Option<f32>,
+}
+
+/// A doc whose text (title and body) has no current vector for a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocEmbeddingJob {
+    pub doc_id: DocId,
+    pub text: String,
+    pub text_hash: String,
+}
+
+/// A computed vector for a doc's text.
+#[derive(Debug, Clone)]
+pub struct DocEmbedded {
+    pub doc_id: DocId,
+    pub text_hash: String,
+    pub vector: Vec<f32>,
+}
+
 /// A token as stored: only its hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
@@ -287,6 +326,26 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>>;
     /// Stores kluster vectors of `model`; one whose text hash is no longer current is ignored.
     async fn put_kluster_embeddings(&self, model: &str, items: Vec<KlusterEmbedded>) -> Result<()>;
+
+    // ---- docs and artifacts ----
+    /// Creates a doc (version 1) in its kluster's mission, or in `new.mission_id`; a kluster of
+    /// another mission than the one named is a validation error on `kluster_id`. The mission and
+    /// kluster must be active. Ledger action `doc.create`.
+    async fn create_doc(&self, ctx: &WriteCtx, new: NewDoc) -> Result<Created<Doc>>;
+    async fn get_doc(&self, id: DocId) -> Result<Doc>;
+    /// Newest first.
+    async fn list_docs(&self, filter: &DocFilter) -> Result<Page<Doc>>;
+    /// Applies `patch` as a new version (an empty patch changes nothing and keeps the version);
+    /// `if_version` refuses a change made against another version (`version_conflict`). Ledger
+    /// action `doc.update`.
+    async fn update_doc(&self, ctx: &WriteCtx, id: DocId, patch: DocPatch, if_version: Option<u64>) -> Result<Doc>;
+    /// Hybrid search over docs (title and body); `filter.mission_id` and `filter.kluster_id`
+    /// apply, `kind` narrows to one kind.
+    async fn search_docs(&self, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>>;
+    /// Up to `limit` docs whose current text has no vector of `model`.
+    async fn pending_doc_embeddings(&self, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>>;
+    /// Stores doc vectors of `model`; one whose text hash is no longer current is ignored.
+    async fn put_doc_embeddings(&self, model: &str, items: Vec<DocEmbedded>) -> Result<()>;
 
     // ---- ledger ----
     async fn list_ledger(&self, filter: &LedgerFilter) -> Result<Vec<LedgerEvent>>;

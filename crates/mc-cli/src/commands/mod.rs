@@ -1,6 +1,7 @@
 //! What the subcommands share: the connection settings, the errors the CLI raises itself (with
 //! their exit codes and hints), and the hints attached to errors from the server.
 
+pub mod doc;
 pub mod kluster;
 pub mod ledger;
 pub mod mcp;
@@ -147,7 +148,7 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
                 }
                 "fencing_token_required" => Some(format!("pass --fence N (see `mc task show {task}`)")),
                 "lease_expired" => Some(format!("claim it again with `mc task claim {task}`")),
-                OVERLAP_DETECTED => Some("reuse that task, or pass --acknowledge-overlap to create anyway".into()),
+                OVERLAP_DETECTED => Some("reuse it, or pass --acknowledge-overlap to create anyway".into()),
                 _ => None,
             }
         }

@@ -1,7 +1,7 @@
-//! `mc search`: hybrid search over tasks or klusters (full-text and semantic, fused), each hit with why it
+//! `mc search`: hybrid search over tasks, klusters or docs (full-text and semantic, fused), each hit with why it
 //! matched.
 
-use mc_api::{KlusterSearchQuery, SearchQuery};
+use mc_api::{DocSearchQuery, KlusterSearchQuery, SearchQuery};
 
 use super::{CliError, Ctx};
 use crate::cli::SearchArgs;
@@ -23,6 +23,22 @@ pub async fn run(ctx: &Ctx, args: SearchArgs) -> anyhow::Result<()> {
             return output::json(&resp);
         }
         output::line(output::kluster_hits(&resp.items))?;
+        output::warnings(&resp.warnings);
+        return Ok(());
+    }
+    if args.docs {
+        let q = DocSearchQuery {
+            q,
+            mission_id: args.mission,
+            kluster_id: args.kluster,
+            kind: args.kind,
+            limit: args.limit,
+        };
+        let resp = ctx.client()?.search_docs(&q).await?;
+        if ctx.json() {
+            return output::json(&resp);
+        }
+        output::line(output::doc_hits(&resp.items))?;
         output::warnings(&resp.warnings);
         return Ok(());
     }

@@ -1,5 +1,6 @@
 //! HTTP resources, one module each, collected into one OpenAPI-documented router.
 
+pub mod docs;
 pub mod klusters;
 pub mod ledger;
 pub mod missions;

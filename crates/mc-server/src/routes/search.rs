@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use mc_api::{
-    ErrorEnvelope, KlusterSearchQuery, KlusterSearchResponse, OverlapDraft, OverlapResponse, SearchQuery,
-    SearchResponse,
+    DocSearchQuery, DocSearchResponse, ErrorEnvelope, KlusterSearchQuery, KlusterSearchResponse, OverlapDraft,
+    OverlapResponse, SearchQuery, SearchResponse,
 };
 use mc_domain::TaskId;
 use mc_domain::input::NewMission;
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_tasks))
         .routes(routes!(search_klusters))
+        .routes(routes!(search_docs))
         .routes(routes!(overlap_for_draft))
         .routes(routes!(overlap_for_task))
 }
@@ -88,6 +89,23 @@ pub async fn search_klusters(
     let (items, warnings) =
         overlap::search_klusters(s.store.as_ref(), s.semantic.as_ref(), text, filter, limit).await?;
     Ok(Json(KlusterSearchResponse { items, warnings }))
+}
+
+/// Hybrid search over docs and artifacts (title and body), optionally within one mission or
+/// kluster, of one kind: what is already written about a subject.
+#[utoipa::path(get, path = "/search/docs", tag = "search", params(DocSearchQuery),
+    responses((status = 200, body = DocSearchResponse), (status = 400, body = ErrorEnvelope)))]
+pub async fn search_docs(
+    State(s): State<AppState>,
+    _ctx: Ctx,
+    ApiQuery(q): ApiQuery<DocSearchQuery>,
+) -> ApiResult<Json<DocSearchResponse>> {
+    let (text, limit) = check_query(&q.q, q.limit)?;
+    let kind = super::docs::parse_kind(q.kind.as_deref())?;
+    let filter = SearchFilter { mission_id: q.mission_id, kluster_id: q.kluster_id, ..Default::default() };
+    let (items, warnings) =
+        overlap::search_docs(s.store.as_ref(), s.semantic.as_ref(), text, filter, kind, limit).await?;
+    Ok(Json(DocSearchResponse { items, warnings }))
 }
 
 /// Overlap suggestions for a draft (title, description, paths) in a kluster or mission, without

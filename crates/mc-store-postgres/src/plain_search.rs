@@ -1,0 +1,274 @@
+//! Hybrid search over what is few per mission (klusters, docs): full text over a generated
+//! `tsvector` column of the entity's own table, vectors in one plain table per kind of entity,
+//! compared by cosine distance during the scan (a mission has tens of them, not thousands), fused
+//! by reciprocal rank like task search. A vector is compared only when it is of the query's model
+//! and dimension and was made from the entity's current text (its text hash), so a stale vector,
+//! or another model's, never counts.
+
+use std::collections::HashMap;
+
+use mc_domain::id::Uuid;
+use mc_domain::{Error, Result};
+use mc_store::SearchRequest;
+use mc_store::fusion::{Fused, fuse};
+use pgvector::Vector;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
+
+use crate::rows::db_err;
+use crate::search::{OVERSAMPLE, query_words, text_hash};
+
+/// Largest dimension stored (as on the embedded profile).
+const MAX_DIM: usize = 8_192;
+
+/// An entity searched this way. Its table (aliased `x` in every query) has an `id` and a
+/// generated `tsv` column; its vectors table has (`KEY`, `model`, `text_hash`, `dim`,
+/// `embedding`), one row per entity and model.
+pub(crate) trait Searchable: Sized + Send {
+    const TABLE: &'static str;
+    /// Its columns (unqualified), in the order `from_row` reads them.
+    const COLUMNS: &'static str;
+    const EMBEDDINGS: &'static str;
+    /// The column of the vectors table naming the entity.
+    const KEY: &'static str;
+    /// Which rows are searched and embedded at all (a condition on `x`).
+    const LIVE: &'static str;
+
+    fn from_row(r: &PgRow) -> Result<Self>;
+    fn key(&self) -> Uuid;
+    /// The text that is indexed and embedded.
+    fn text(&self) -> String;
+}
+
+/// The entity's columns qualified with `x`.
+fn columns<T: Searchable>() -> String {
+    T::COLUMNS.split(',').map(|c| format!("x.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
+/// Index of the first column after the entity's own.
+fn after_columns<T: Searchable>() -> usize {
+    T::COLUMNS.split(',').count()
+}
+
+/// A value compared for equality with a column.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Uuid(Uuid),
+    Text(&'static str),
+}
+
+/// Equality conditions on columns of `x`, numbered after a query's own parameters.
+#[derive(Debug, Default)]
+pub(crate) struct Conds(Vec<(&'static str, Value)>);
+
+impl Conds {
+    /// `x.column = v` when there is a `v`.
+    pub(crate) fn uuid(mut self, column: &'static str, v: Option<Uuid>) -> Self {
+        if let Some(v) = v {
+            self.0.push((column, Value::Uuid(v)));
+        }
+        self
+    }
+
+    /// `x.column = v` when there is a `v`.
+    pub(crate) fn text(mut self, column: &'static str, v: Option<&'static str>) -> Self {
+        if let Some(v) = v {
+            self.0.push((column, Value::Text(v)));
+        }
+        self
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The ` AND x.column = $n` clauses, the first numbered `first`.
+    pub(crate) fn sql(&self, first: usize) -> String {
+        self.0.iter().enumerate().map(|(i, (col, _))| format!(" AND x.{col} = ${}", first + i)).collect()
+    }
+
+    /// Binds the values, in the order of [`Conds::sql`].
+    pub(crate) fn bind<'q>(&self, mut q: Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments> {
+        for (_, v) in &self.0 {
+            q = match *v {
+                Value::Uuid(u) => q.bind(u),
+                Value::Text(t) => q.bind(t),
+            };
+        }
+        q
+    }
+}
+
+/// Entities matching any of the query's words (stemmed), best first.
+async fn text_candidates<T: Searchable>(c: &mut PgConnection, text: &str, conds: &Conds, n: usize) -> Result<Vec<T>> {
+    let words = query_words(text);
+    if words.is_empty() {
+        return Ok(vec![]);
+    }
+    let sql = format!(
+        "WITH q AS (SELECT to_tsquery('simple', string_agg(quote_literal(lex), ' | ')) AS q \
+             FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', w))) AS lex \
+                   FROM unnest($1::text[]) AS w) l) \
+         SELECT {} FROM {} x, q WHERE x.tsv @@ q.q AND {}{} ORDER BY ts_rank_cd(x.tsv, q.q) DESC, x.id LIMIT $2",
+        columns::<T>(),
+        T::TABLE,
+        T::LIVE,
+        conds.sql(3)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(&words).bind(n as i64);
+    let rows = conds.bind(q).fetch_all(c).await.map_err(db_err)?;
+    rows.iter().map(T::from_row).collect()
+}
+
+/// Nearest entities by cosine, among those whose vector is of `model` and still matches their
+/// text.
+async fn vector_candidates<T: Searchable>(
+    c: &mut PgConnection,
+    model: &str,
+    v: &[f32],
+    conds: &Conds,
+    n: usize,
+) -> Result<Vec<(T, f32)>> {
+    let sql = format!(
+        "SELECT {}, e.text_hash, e.embedding <=> $1 AS d FROM {} e JOIN {} x ON x.id = e.{} \
+         WHERE e.model = $2 AND e.dim = $3 AND {}{} ORDER BY d, x.id LIMIT $4",
+        columns::<T>(),
+        T::EMBEDDINGS,
+        T::TABLE,
+        T::KEY,
+        T::LIVE,
+        conds.sql(5)
+    );
+    let q = sqlx::query(AssertSqlSafe(sql))
+        .bind(Vector::from(v.to_vec()))
+        .bind(model)
+        .bind(v.len() as i32)
+        .bind((n * 2) as i64);
+    let rows = conds.bind(q).fetch_all(c).await.map_err(db_err)?;
+    let at = after_columns::<T>();
+    let mut out = Vec::with_capacity(n);
+    for r in &rows {
+        let item = T::from_row(r)?;
+        let hash: String = r.try_get(at).map_err(db_err)?;
+        let d: f64 = r.try_get(at + 1).map_err(db_err)?;
+        if hash == text_hash(&item.text()) && out.len() < n {
+            out.push((item, 1.0 - d as f32));
+        }
+    }
+    Ok(out)
+}
+
+/// Hybrid search among the live entities that meet `conds`; text-only hits get their cosine
+/// too (from their current vector) when the request has a vector.
+pub(crate) async fn search<T: Searchable>(
+    c: &mut PgConnection,
+    req: &SearchRequest,
+    conds: Conds,
+) -> Result<Vec<Fused<T>>> {
+    let n = (req.limit * OVERSAMPLE).clamp(20, 400);
+    let text = text_candidates(c, &req.text, &conds, n).await?;
+    let vector = match &req.vector {
+        Some(v) => vector_candidates(c, &v.model, &v.vector, &conds, n).await?,
+        None => vec![],
+    };
+    let mut out = fuse(text, vector, T::key, req.limit);
+    if let Some(v) = &req.vector {
+        let missing: Vec<Uuid> = out.iter().filter(|h| h.cosine.is_none()).map(|h| h.item.key()).collect();
+        if !missing.is_empty() {
+            let sql = format!(
+                "SELECT {key}, text_hash, 1 - (embedding <=> $1) FROM {} \
+                 WHERE {key} = ANY($2) AND model = $3 AND dim = $4",
+                T::EMBEDDINGS,
+                key = T::KEY
+            );
+            let rows: Vec<(Uuid, String, f64)> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(Vector::from(v.vector.clone()))
+                .bind(missing)
+                .bind(&v.model)
+                .bind(v.vector.len() as i32)
+                .fetch_all(c)
+                .await
+                .map_err(db_err)?;
+            let found: HashMap<Uuid, (String, f32)> =
+                rows.into_iter().map(|(id, hash, cos)| (id, (hash, cos as f32))).collect();
+            for h in out.iter_mut().filter(|h| h.cosine.is_none()) {
+                h.cosine = found
+                    .get(&h.item.key())
+                    .filter(|(hash, _)| *hash == text_hash(&h.item.text()))
+                    .map(|(_, cos)| *cos);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Up to `limit` live entities, newest first, whose current text has no vector of `model`, each
+/// made into a job by `job(entity, text, text hash)`.
+pub(crate) async fn pending<T: Searchable, J>(
+    c: &mut PgConnection,
+    model: &str,
+    limit: usize,
+    job: impl Fn(T, String, String) -> J,
+) -> Result<Vec<J>> {
+    let sql = format!(
+        "SELECT {}, e.text_hash FROM {} x LEFT JOIN {} e ON e.{} = x.id AND e.model = $1 \
+         WHERE {} ORDER BY x.id DESC",
+        columns::<T>(),
+        T::TABLE,
+        T::EMBEDDINGS,
+        T::KEY,
+        T::LIVE
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(model).fetch_all(c).await.map_err(db_err)?;
+    let at = after_columns::<T>();
+    let mut out = Vec::new();
+    for r in &rows {
+        let item = T::from_row(r)?;
+        let have: Option<String> = r.try_get(at).map_err(db_err)?;
+        let text = item.text();
+        let hash = text_hash(&text);
+        if have.as_deref() != Some(hash.as_str()) {
+            out.push(job(item, text, hash));
+            if out.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A computed vector: the entity's id, the hash of the text it was made from, the vector.
+pub(crate) type Vectored = (Uuid, String, Vec<f32>);
+
+/// Stores one vector; one made from a text that is no longer the entity's is ignored, and so is
+/// one of an entity that does not exist.
+pub(crate) async fn put<T: Searchable>(c: &mut PgConnection, model: &str, e: &Vectored) -> Result<()> {
+    let (id, hash, vector) = e;
+    if vector.is_empty() || vector.len() > MAX_DIM {
+        return Err(Error::validation("vector", format!("dimension {} is not supported", vector.len())));
+    }
+    let sql = format!("SELECT {} FROM {} x WHERE x.id = $1", columns::<T>(), T::TABLE);
+    let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await.map_err(db_err)?;
+    let Some(item) = row.as_ref().map(T::from_row).transpose()? else { return Ok(()) };
+    if text_hash(&item.text()) != *hash {
+        return Ok(()); // the text changed since; the worker will embed the new one
+    }
+    let sql = format!(
+        "INSERT INTO {} ({key}, model, text_hash, dim, embedding) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT ({key}, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim, \
+         embedding = excluded.embedding",
+        T::EMBEDDINGS,
+        key = T::KEY
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .bind(model)
+        .bind(hash)
+        .bind(vector.len() as i32)
+        .bind(Vector::from(vector.clone()))
+        .execute(c)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Search of what a mission has few of (klusters, docs): FTS5 over two text columns, vectors in a
+//! plain table compared with sqlite-vec's cosine distance during the scan (tens of rows per
+//! mission, not thousands), fused by reciprocal rank like task search. A stored vector counts only
+//! while the hash of the text it was made from is the current one, and only against its own model.
+//!
+//! Each searched entity names its tables ([`Tables`]) and maps its rows ([`Scanned`]); filters are
+//! [`Cond`]s, each both a scope token of the full-text index and a column value of the entity.
+
+use std::fmt::Display;
+use std::hash::Hash;
+
+use mc_domain::{Error, Result};
+use mc_store::SearchRequest;
+use mc_store::fusion::{Fused, fuse};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+
+use crate::conn::db_err;
+use crate::rows::prefixed;
+use crate::search::{blob, dot, query_words, scope_token, text_hash, unblob};
+
+/// The tables of one searched entity.
+pub(crate) struct Tables {
+    /// The entity's table (its key column is `id`) and the columns its row mapper reads, in order.
+    pub(crate) entity: &'static str,
+    pub(crate) columns: &'static str,
+    /// The table giving each entity the stable integer id of its full-text document.
+    pub(crate) docs: &'static str,
+    /// The integer column of `docs`.
+    pub(crate) row_id: &'static str,
+    /// The column naming the entity in `docs` and in `embeddings`.
+    pub(crate) key: &'static str,
+    /// The FTS5 table: two text columns, then `scope`.
+    pub(crate) fts: &'static str,
+    pub(crate) text: [&'static str; 2],
+    /// Vectors: (key, model, text_hash, dim, vector), one per entity and model.
+    pub(crate) embeddings: &'static str,
+}
+
+/// An entity searched by scanning its few vectors.
+pub(crate) trait Scanned: Sized {
+    type Id: Copy + Eq + Hash + Ord + Display;
+    const TABLES: Tables;
+
+    /// Maps a row of [`Tables::columns`] (read from index 0).
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self>;
+    /// Loads one (`NotFound` when missing).
+    fn load(c: &Connection, id: Self::Id) -> Result<Self>;
+    fn id(&self) -> Self::Id;
+    /// The texts of [`Tables::text`], in order.
+    fn texts(&self) -> [&str; 2];
+    /// The text that gets embedded (its hash decides whether a stored vector is current).
+    fn embedding_text(&self) -> String;
+    /// The scope tokens of its full-text document, space separated (see [`Cond`]).
+    fn scope(&self) -> String;
+}
+
+/// A filter: the scope token `<prefix><value without dashes>` in the full-text index, and
+/// `<column> = <value>` on the entity's row.
+pub(crate) struct Cond {
+    token: String,
+    column: &'static str,
+    value: String,
+}
+
+impl Cond {
+    pub(crate) fn new(prefix: char, column: &'static str, value: impl Display) -> Self {
+        let value = value.to_string();
+        Self { token: scope_token(prefix, &value), column, value }
+    }
+}
+
+fn ncols<T: Scanned>() -> usize {
+    T::TABLES.columns.split(", ").count()
+}
+
+/// Indexes an entity's text and scope (new or changed).
+pub(crate) fn index<T: Scanned>(c: &Connection, x: &T) -> Result<()> {
+    let Tables { docs, row_id, key, fts, text: [a, b], .. } = T::TABLES;
+    let doc: Option<i64> = c
+        .prepare_cached(&format!("SELECT {row_id} FROM {docs} WHERE {key} = ?1"))
+        .map_err(db_err)?
+        .query_row([x.id().to_string()], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    let doc = match doc {
+        Some(d) => {
+            c.prepare_cached(&format!("DELETE FROM {fts} WHERE rowid = ?1"))
+                .map_err(db_err)?
+                .execute([d])
+                .map_err(db_err)?;
+            d
+        }
+        None => {
+            c.prepare_cached(&format!("INSERT INTO {docs} ({key}) VALUES (?1)"))
+                .map_err(db_err)?
+                .execute([x.id().to_string()])
+                .map_err(db_err)?;
+            c.last_insert_rowid()
+        }
+    };
+    let [ta, tb] = x.texts();
+    c.prepare_cached(&format!("INSERT INTO {fts} (rowid, {a}, {b}, scope) VALUES (?1, ?2, ?3, ?4)"))
+        .map_err(db_err)?
+        .execute(params![doc, ta, tb, x.scope()])
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn text_candidates<T: Scanned>(c: &Connection, req: &SearchRequest, conds: &[Cond], n: usize) -> Result<Vec<T>> {
+    let words = query_words(&req.text);
+    if words.is_empty() {
+        return Ok(vec![]);
+    }
+    let Tables { entity, columns, docs, row_id, key, fts, text: [a, b], .. } = T::TABLES;
+    let any = words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR ");
+    let mut q = format!("{{{a} {b}}} : ({any})");
+    for cond in conds {
+        q.push_str(&format!(" AND scope : {}", cond.token));
+    }
+    let sql = format!(
+        "SELECT {} FROM (SELECT rowid AS doc, rank FROM {fts} WHERE {fts} MATCH ?1 ORDER BY rank LIMIT ?2) f \
+         JOIN {docs} d ON d.{row_id} = f.doc JOIN {entity} x ON x.id = d.{key} ORDER BY f.rank",
+        prefixed(columns, "x")
+    );
+    c.prepare_cached(&sql)
+        .map_err(db_err)?
+        .query_map(params![q, n as i64], T::from_row)
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)
+}
+
+/// Nearest entities by cosine, among those whose stored vector is of `model` and still matches
+/// their text.
+fn vector_candidates<T: Scanned>(
+    c: &Connection,
+    model: &str,
+    v: &[f32],
+    conds: &[Cond],
+    n: usize,
+) -> Result<Vec<(T, f32)>> {
+    let Tables { entity, columns, key, embeddings, .. } = T::TABLES;
+    let mut sql = format!(
+        "SELECT {}, e.text_hash, vec_distance_cosine(e.vector, ?1) AS d FROM {embeddings} e \
+         JOIN {entity} x ON x.id = e.{key} WHERE e.model = ?2 AND e.dim = ?3",
+        prefixed(columns, "x")
+    );
+    let mut args = vec![Value::Blob(blob(v)), Value::Text(model.to_owned()), Value::Integer(v.len() as i64)];
+    for cond in conds {
+        args.push(Value::Text(cond.value.clone()));
+        sql.push_str(&format!(" AND x.{} = ?{}", cond.column, args.len()));
+    }
+    sql.push_str(&format!(" ORDER BY d LIMIT {}", n * 2));
+    let cols = ncols::<T>();
+    let rows: Vec<(T, String, f64)> = c
+        .prepare_cached(&sql)
+        .map_err(db_err)?
+        .query_map(params_from_iter(args), |r| Ok((T::from_row(r)?, r.get(cols)?, r.get(cols + 1)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .filter(|(x, hash, _)| *hash == text_hash(&x.embedding_text()))
+        .take(n)
+        .map(|(x, _, d)| (x, 1.0 - d as f32))
+        .collect())
+}
+
+/// Hybrid search among the entities meeting every condition of `conds`: the best `req.limit`,
+/// text-only hits with their cosine too when a vector is given.
+pub(crate) fn search<T: Scanned>(c: &Connection, req: &SearchRequest, conds: &[Cond]) -> Result<Vec<Fused<T>>> {
+    let n = (req.limit * 4).clamp(20, 400);
+    let text = text_candidates::<T>(c, req, conds, n)?;
+    let vector = match &req.vector {
+        Some(v) => vector_candidates::<T>(c, &v.model, &v.vector, conds, n)?,
+        None => vec![],
+    };
+    let mut out = fuse(text, vector, T::id, req.limit);
+    if let Some(v) = &req.vector {
+        // text-only hits get their similarity too
+        for h in out.iter_mut().filter(|h| h.cosine.is_none()) {
+            h.cosine = current_vector(c, &h.item, &v.model)?.filter(|xv| xv.len() == v.vector.len()).map(|xv| {
+                dot(&xv, &v.vector) / (dot(&xv, &xv).sqrt() * dot(&v.vector, &v.vector).sqrt()).max(f32::MIN_POSITIVE)
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn current_vector<T: Scanned>(c: &Connection, x: &T, model: &str) -> Result<Option<Vec<f32>>> {
+    let Tables { key, embeddings, .. } = T::TABLES;
+    let row: Option<(String, Vec<u8>)> = c
+        .prepare_cached(&format!("SELECT text_hash, vector FROM {embeddings} WHERE {key} = ?1 AND model = ?2"))
+        .map_err(db_err)?
+        .query_row(params![x.id().to_string(), model], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db_err)?;
+    Ok(row.filter(|(hash, _)| *hash == text_hash(&x.embedding_text())).map(|(_, b)| unblob(&b)))
+}
+
+/// An entity whose current text has no vector of a model: (id, text, text hash).
+pub(crate) type Job<Id> = (Id, String, String);
+
+/// Up to `limit` entities meeting `conds` whose current text has no vector of `model`, newest
+/// first.
+pub(crate) fn pending<T: Scanned>(
+    c: &Connection,
+    model: &str,
+    limit: usize,
+    conds: &[Cond],
+) -> Result<Vec<Job<T::Id>>> {
+    let Tables { entity, columns, key, embeddings, .. } = T::TABLES;
+    let mut sql = format!(
+        "SELECT {}, e.text_hash FROM {entity} x LEFT JOIN {embeddings} e ON e.{key} = x.id AND e.model = ?1 \
+         WHERE 1",
+        prefixed(columns, "x")
+    );
+    let mut args = vec![Value::Text(model.to_owned())];
+    for cond in conds {
+        args.push(Value::Text(cond.value.clone()));
+        sql.push_str(&format!(" AND x.{} = ?{}", cond.column, args.len()));
+    }
+    sql.push_str(" ORDER BY x.id DESC");
+    let mut st = c.prepare_cached(&sql).map_err(db_err)?;
+    let mut rows = st.query(params_from_iter(args)).map_err(db_err)?;
+    let cols = ncols::<T>();
+    let mut out = Vec::new();
+    while out.len() < limit
+        && let Some(r) = rows.next().map_err(db_err)?
+    {
+        let x = T::from_row(r).map_err(db_err)?;
+        let have: Option<String> = r.get(cols).map_err(db_err)?;
+        let text = x.embedding_text();
+        let hash = text_hash(&text);
+        if have.as_deref() != Some(hash.as_str()) {
+            out.push((x.id(), text, hash));
+        }
+    }
+    Ok(out)
+}
+
+/// Stores a vector of `model` for an entity's text; one whose text hash is no longer current (or
+/// whose entity is gone) is ignored.
+pub(crate) fn put<T: Scanned>(c: &Connection, model: &str, id: T::Id, hash: &str, vector: &[f32]) -> Result<()> {
+    if vector.is_empty() || vector.len() > 8192 {
+        return Err(Error::validation("vector", format!("dimension {} is not supported", vector.len())));
+    }
+    let x = match T::load(c, id) {
+        Ok(x) => x,
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if text_hash(&x.embedding_text()) != hash {
+        return Ok(()); // the text changed since; the worker will embed the new one
+    }
+    let Tables { key, embeddings, .. } = T::TABLES;
+    c.prepare_cached(&format!(
+        "INSERT INTO {embeddings} ({key}, model, text_hash, dim, vector) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT ({key}, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim, \
+         vector = excluded.vector"
+    ))
+    .map_err(db_err)?
+    .execute(params![id.to_string(), model, hash, vector.len() as i64, blob(vector)])
+    .map_err(db_err)?;
+    Ok(())
+}
