@@ -15,6 +15,9 @@ CREATE TABLE docs (
     paths       text[] NOT NULL,  -- globs
     version     bigint NOT NULL CHECK (version >= 1),
     created_by  text NOT NULL,
+    -- hash of the embedded text (title and body): the embedding worker finds docs without a
+    -- current vector from it, without reading their bodies
+    text_hash   text NOT NULL,
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
     tsv         tsvector GENERATED ALWAYS AS (

@@ -12,6 +12,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::plain_search::{self, Conds, Searchable};
 use crate::rows::{Claimed, Lock, append_ledger, bad, db_err, get, idempotency_claim, load_kluster, load_mission};
+use crate::search::text_hash;
 use crate::{cursor_id, limit_of, page_of};
 
 /// The columns of a doc row, in the order `doc_from_row` reads them.
@@ -42,6 +43,7 @@ impl Searchable for Doc {
     const EMBEDDINGS: &'static str = "doc_embeddings";
     const KEY: &'static str = "doc_id";
     const LIVE: &'static str = "true";
+    const TEXT_HASH: Option<&'static str> = Some("text_hash");
 
     fn from_row(r: &PgRow) -> Result<Self> {
         doc_from_row(r)
@@ -95,7 +97,7 @@ pub(crate) async fn create(c: &mut PgConnection, ctx: &WriteCtx, new: NewDoc, no
     let doc = new.into_doc(id, mission_id, ctx.actor.ledger_name(), now);
     sqlx::query(
         "INSERT INTO docs (id, mission_id, kluster_id, kind, title, body, paths, version, created_by, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+         updated_at, text_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)",
     )
     .bind(doc.id.as_uuid())
     .bind(doc.mission_id.as_uuid())
@@ -107,6 +109,7 @@ pub(crate) async fn create(c: &mut PgConnection, ctx: &WriteCtx, new: NewDoc, no
     .bind(version_of(&doc)?)
     .bind(&doc.created_by)
     .bind(now)
+    .bind(text_hash(&doc.embedding_text()))
     .execute(&mut *c)
     .await
     .map_err(db_err)?;
@@ -135,13 +138,16 @@ pub(crate) async fn update(
     patch.apply(&mut doc);
     doc.version += 1;
     doc.updated_at = now;
-    sqlx::query("UPDATE docs SET title = $2, body = $3, paths = $4, version = $5, updated_at = $6 WHERE id = $1")
+    sqlx::query(
+        "UPDATE docs SET title = $2, body = $3, paths = $4, version = $5, updated_at = $6, text_hash = $7 WHERE id = $1",
+    )
         .bind(doc.id.as_uuid())
         .bind(&doc.title)
         .bind(&doc.body)
         .bind(&doc.paths)
         .bind(version_of(&doc)?)
         .bind(now)
+        .bind(text_hash(&doc.embedding_text()))
         .execute(&mut *c)
         .await
         .map_err(db_err)?;

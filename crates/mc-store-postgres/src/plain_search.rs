@@ -34,6 +34,9 @@ pub(crate) trait Searchable: Sized + Send {
     const KEY: &'static str;
     /// Which rows are searched and embedded at all (a condition on `x`).
     const LIVE: &'static str;
+    /// A column of the entity holding the hash of its embedded text, if it keeps one: pending
+    /// work is then found in SQL, without reading and hashing every text (docs are long).
+    const TEXT_HASH: Option<&'static str> = None;
 
     fn from_row(r: &PgRow) -> Result<Self>;
     fn key(&self) -> Uuid;
@@ -211,9 +214,13 @@ pub(crate) async fn pending<T: Searchable, J>(
     limit: usize,
     job: impl Fn(T, String, String) -> J,
 ) -> Result<Vec<J>> {
+    let (stale, cap) = match T::TEXT_HASH {
+        Some(col) => (format!(" AND e.text_hash IS DISTINCT FROM x.{col}"), format!(" LIMIT {limit}")),
+        None => (String::new(), String::new()),
+    };
     let sql = format!(
         "SELECT {}, e.text_hash FROM {} x LEFT JOIN {} e ON e.{} = x.id AND e.model = $1 \
-         WHERE {} ORDER BY x.id DESC",
+         WHERE {}{stale} ORDER BY x.id DESC{cap}",
         columns::<T>(),
         T::TABLE,
         T::EMBEDDINGS,

@@ -14,6 +14,9 @@ CREATE TABLE docs (
     paths      TEXT NOT NULL,  -- JSON array of globs
     version    INTEGER NOT NULL CHECK (version >= 1),
     created_by TEXT NOT NULL,
+    -- hash of the embedded text (title and body): the embedding worker finds docs without a
+    -- current vector from it, without reading their bodies
+    text_hash  TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );

@@ -21,6 +21,7 @@ impl Scanned for Doc {
         fts: "doc_fts",
         text: ["title", "body"],
         embeddings: "doc_embeddings",
+        text_hash: Some("text_hash"),
     };
 
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {

@@ -20,6 +20,7 @@ impl Scanned for Kluster {
         fts: "kluster_fts",
         text: ["name", "description"],
         embeddings: "kluster_embeddings",
+        text_hash: None,
     };
 
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {

@@ -223,7 +223,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &Task) -> Result<()> {
 /// Inserts a new doc row and indexes it for search.
 pub(crate) fn insert_doc(conn: &Connection, d: &Doc) -> Result<()> {
     conn.prepare_cached(&format!(
-        "INSERT INTO docs ({DOC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "INSERT INTO docs ({DOC_COLUMNS}, text_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))
     .map_err(db_err)?
     .execute(params![
@@ -238,6 +238,7 @@ pub(crate) fn insert_doc(conn: &Connection, d: &Doc) -> Result<()> {
         d.created_by,
         to_millis(d.created_at),
         to_millis(d.updated_at),
+        crate::search::text_hash(&d.embedding_text()),
     ])
     .map_err(db_err)?;
     crate::scan_search::index(conn, d)
@@ -246,7 +247,7 @@ pub(crate) fn insert_doc(conn: &Connection, d: &Doc) -> Result<()> {
 /// Writes back the mutable columns of a doc and re-indexes it.
 pub(crate) fn save_doc(conn: &Connection, d: &Doc) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE docs SET title = ?2, body = ?3, paths = ?4, version = ?5, updated_at = ?6 WHERE id = ?1",
+        "UPDATE docs SET title = ?2, body = ?3, paths = ?4, version = ?5, updated_at = ?6, text_hash = ?7 WHERE id = ?1",
     )
     .map_err(db_err)?
     .execute(params![
@@ -255,7 +256,8 @@ pub(crate) fn save_doc(conn: &Connection, d: &Doc) -> Result<()> {
         d.body,
         to_json(&d.paths)?,
         version_col(d.version)?,
-        to_millis(d.updated_at)
+        to_millis(d.updated_at),
+        crate::search::text_hash(&d.embedding_text())
     ])
     .map_err(db_err)?;
     crate::scan_search::index(conn, d)

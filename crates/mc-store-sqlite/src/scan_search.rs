@@ -35,6 +35,9 @@ pub(crate) struct Tables {
     pub(crate) text: [&'static str; 2],
     /// Vectors: (key, model, text_hash, dim, vector), one per entity and model.
     pub(crate) embeddings: &'static str,
+    /// A column of the entity holding the hash of its embedded text, if it keeps one: pending
+    /// work is then found in SQL, without reading and hashing every text (docs are long).
+    pub(crate) text_hash: Option<&'static str>,
 }
 
 /// An entity searched by scanning its few vectors.
@@ -211,12 +214,15 @@ pub(crate) fn pending<T: Scanned>(
     limit: usize,
     conds: &[Cond],
 ) -> Result<Vec<Job<T::Id>>> {
-    let Tables { entity, columns, key, embeddings, .. } = T::TABLES;
+    let Tables { entity, columns, key, embeddings, text_hash: kept, .. } = T::TABLES;
     let mut sql = format!(
         "SELECT {}, e.text_hash FROM {entity} x LEFT JOIN {embeddings} e ON e.{key} = x.id AND e.model = ?1 \
          WHERE 1",
         prefixed(columns, "x")
     );
+    if let Some(col) = kept {
+        sql.push_str(&format!(" AND e.text_hash IS NOT x.{col}"));
+    }
     let mut args = vec![Value::Text(model.to_owned())];
     for cond in conds {
         args.push(Value::Text(cond.value.clone()));
