@@ -426,46 +426,122 @@ fn rank(suggestions: &mut Vec<OverlapSuggestion>) {
 
 /// Creates that run the overlap check, serialised per mission where it matters: each check runs
 /// concurrently against the store, then, under the mission's lock, the draft is also judged
-/// against the tasks created since its check began (which the check may not have seen) before
+/// against the items created since its check began (which the check may not have seen) before
 /// it is created. Two identical drafts sent at the same instant therefore cannot both pass.
-/// This covers the creates of one server process (the embedded profile has exactly one).
+/// Tasks and docs have a lane each (they are never compared with each other). This covers the
+/// creates of one server process (the embedded profile has exactly one).
 #[derive(Debug, Default)]
 pub struct Admissions {
-    missions: std::sync::Mutex<HashMap<MissionId, Arc<tokio::sync::Mutex<Recent>>>>,
+    tasks: Lanes<Task>,
+    docs: Lanes<Doc>,
 }
 
-/// The tasks created lately in one mission through the check, numbered in creation order.
-#[derive(Debug, Default)]
-pub struct Recent {
-    next: u64,
-    created: std::collections::VecDeque<(u64, Task, Option<ModelVector>)>,
+/// What a lane keeps of a created item: enough to judge a later draft against it.
+pub trait Admitted: Clone + Send + Sync + 'static {
+    /// Judges the item against a draft, as the overlap check does.
+    fn judge_draft(
+        &self,
+        scorer: &ScorerModel,
+        draft: &Draft,
+        draft_globs: &[Glob],
+        cos: Option<f32>,
+    ) -> Option<(OverlapSuggestion, bool)>;
+    fn item_id(&self) -> String;
 }
 
-/// Created tasks remembered per mission (a check is never this many creates behind).
-const RECENT: usize = 4096;
+impl Admitted for Task {
+    fn judge_draft(
+        &self,
+        scorer: &ScorerModel,
+        draft: &Draft,
+        draft_globs: &[Glob],
+        cos: Option<f32>,
+    ) -> Option<(OverlapSuggestion, bool)> {
+        judge(scorer, draft, draft_globs, Candidate::task(self), cos)
+    }
 
-/// Where a check began: creates numbered from `seen` on may be missing from it.
+    fn item_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
+impl Admitted for Doc {
+    fn judge_draft(
+        &self,
+        scorer: &ScorerModel,
+        draft: &Draft,
+        draft_globs: &[Glob],
+        cos: Option<f32>,
+    ) -> Option<(OverlapSuggestion, bool)> {
+        judge(scorer, draft, draft_globs, Candidate::doc(self), cos)
+    }
+
+    fn item_id(&self) -> String {
+        self.id.to_string()
+    }
+}
+
 #[derive(Debug)]
-pub struct Ticket {
-    lane: Arc<tokio::sync::Mutex<Recent>>,
-    seen: u64,
+struct Lanes<T> {
+    missions: std::sync::Mutex<HashMap<MissionId, Arc<tokio::sync::Mutex<Recent<T>>>>>,
 }
 
-impl Admissions {
-    pub async fn ticket(&self, mission: MissionId) -> Ticket {
+impl<T> Default for Lanes<T> {
+    fn default() -> Self {
+        Self { missions: std::sync::Mutex::default() }
+    }
+}
+
+impl<T> Lanes<T> {
+    async fn ticket(&self, mission: MissionId) -> Ticket<T> {
         let lane = {
             let mut m = self.missions.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(m.entry(mission).or_default())
+            Arc::clone(m.entry(mission).or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Recent::default()))))
         };
         let seen = lane.lock().await.next;
         Ticket { lane, seen }
     }
 }
 
-impl Ticket {
+/// The items created lately in one mission through the check, numbered in creation order.
+#[derive(Debug)]
+pub struct Recent<T> {
+    next: u64,
+    created: std::collections::VecDeque<(u64, T, Option<ModelVector>)>,
+}
+
+impl<T> Default for Recent<T> {
+    fn default() -> Self {
+        Self { next: 0, created: std::collections::VecDeque::new() }
+    }
+}
+
+/// Created items remembered per mission (a check is never this many creates behind).
+const RECENT: usize = 4096;
+
+/// Where a check began: creates numbered from `seen` on may be missing from it.
+#[derive(Debug)]
+pub struct Ticket<T> {
+    lane: Arc<tokio::sync::Mutex<Recent<T>>>,
+    seen: u64,
+}
+
+impl Admissions {
+    /// A ticket for creating a task in `mission`; take it before the check.
+    pub async fn ticket(&self, mission: MissionId) -> Ticket<Task> {
+        self.tasks.ticket(mission).await
+    }
+
+    /// A ticket for creating a doc in `mission`; take it before the check.
+    pub async fn doc_ticket(&self, mission: MissionId) -> Ticket<Doc> {
+        self.docs.ticket(mission).await
+    }
+}
+
+impl<T: Admitted> Ticket<T> {
     /// Judges the draft against what was created since the check began, then (unless that
     /// finds a blocking duplicate that is not acknowledged) runs `create(blocking, replay
-    /// extra)` while holding the mission's lock and remembers the created task.
+    /// extra)` while holding the mission's lock and remembers the created item.
     pub async fn admit<F, Fut>(
         self,
         semantic: Option<&Semantic>,
@@ -473,24 +549,24 @@ impl Ticket {
         outcome: &mut Outcome,
         acknowledged: bool,
         create: F,
-    ) -> Result<mc_store::Created<Task>, ApiError>
+    ) -> Result<mc_store::Created<T>, ApiError>
     where
         F: FnOnce(bool, serde_json::Value) -> Fut,
-        Fut: std::future::Future<Output = Result<mc_store::Created<Task>, ApiError>>,
+        Fut: std::future::Future<Output = Result<mc_store::Created<T>, ApiError>>,
     {
         let mut recent = self.lane.lock().await;
         let scorer = scorer_of(semantic);
         let draft_globs = parse_globs(&draft.paths)?;
         let mut found = false;
-        for (_, task, v) in recent.created.iter().filter(|(n, _, _)| *n >= self.seen) {
+        for (_, item, v) in recent.created.iter().filter(|(n, _, _)| *n >= self.seen) {
             let cos = match (&outcome.vector, v) {
                 (Some((ma, a)), Some((mb, b))) if ma == mb => Some(cosine(a, b)),
                 _ => None,
             };
-            if outcome.suggestions.iter().any(|s| s.id == task.id.to_string()) {
+            if outcome.suggestions.iter().any(|s| s.id == item.item_id()) {
                 continue;
             }
-            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::task(task), cos) {
+            if let Some((suggestion, blocks)) = item.judge_draft(&scorer, draft, &draft_globs, cos) {
                 outcome.blocking |= blocks;
                 outcome.suggestions.push(suggestion);
                 found = true;
@@ -502,7 +578,7 @@ impl Ticket {
         if outcome.blocking && !acknowledged {
             return Err(blocked(outcome));
         }
-        // what a replay of this create must answer besides the task
+        // what a replay of this create must answer besides the item
         let extra = json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings });
         let created = create(outcome.blocking, extra).await?;
         let n = recent.next;

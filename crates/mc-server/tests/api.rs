@@ -691,39 +691,40 @@ async fn klusters_are_searched_with_reasons() {
 }
 
 /// Identical drafts sent at the same instant: the checks run concurrently, yet exactly one is
-/// created; every other one is refused as its duplicate (the first that got in).
+/// created; every other one is refused as its duplicate (the first that got in). Tasks and docs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn identical_drafts_racing_create_exactly_one_task() {
+async fn identical_drafts_racing_create_exactly_one_task_or_doc() {
     let app = Arc::new(spawn_hashing().await);
     let k = app.kluster().await;
-    for round in 0..3 {
-        let title = format!("Rotate the signing keys of the payments gateway, round {round}");
-        let mut racers = Vec::new();
-        for _ in 0..8 {
-            let (app, k, title) = (Arc::clone(&app), k.clone(), title.clone());
-            racers.push(tokio::spawn(async move {
-                app.post("/api/v1/tasks", json!({"kluster_id": k, "title": title})).await
-            }));
-        }
-        let mut created = Vec::new();
-        let mut refused = Vec::new();
-        for r in racers {
-            let (s, v) = r.await.expect("racer");
-            match s {
-                StatusCode::CREATED => created.push(v),
-                StatusCode::CONFLICT => refused.push(v),
-                other => panic!("unexpected {other}: {v}"),
+    for route in ["/api/v1/tasks", "/api/v1/docs"] {
+        for round in 0..3 {
+            let title = format!("Rotate the signing keys of the payments gateway, round {round}");
+            let mut racers = Vec::new();
+            for _ in 0..8 {
+                let (app, k, title) = (Arc::clone(&app), k.clone(), title.clone());
+                racers
+                    .push(tokio::spawn(async move { app.post(route, json!({"kluster_id": k, "title": title})).await }));
+            }
+            let mut created = Vec::new();
+            let mut refused = Vec::new();
+            for r in racers {
+                let (s, v) = r.await.expect("racer");
+                match s {
+                    StatusCode::CREATED => created.push(v),
+                    StatusCode::CONFLICT => refused.push(v),
+                    other => panic!("unexpected {other}: {v}"),
+                }
+            }
+            assert_eq!(created.len(), 1, "{route} round {round}: {created:?}");
+            assert_eq!(refused.len(), 7);
+            for r in &refused {
+                assert_error(r, "overlap_detected");
+                assert_eq!(r["error"]["details"]["overlap_suggestions"][0]["id"], created[0]["id"], "{r}");
             }
         }
-        assert_eq!(created.len(), 1, "round {round}: {created:?}");
-        assert_eq!(refused.len(), 7);
-        for r in &refused {
-            assert_error(r, "overlap_detected");
-            assert_eq!(r["error"]["details"]["overlap_suggestions"][0]["id"], created[0]["id"], "{r}");
-        }
+        let (_, items) = app.get(&format!("{route}?kluster_id={k}")).await;
+        assert_eq!(items["items"].as_array().expect("items").len(), 3, "{route}");
     }
-    let (_, tasks) = app.get(&format!("/api/v1/tasks?kluster_id={k}")).await;
-    assert_eq!(tasks["items"].as_array().expect("items").len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

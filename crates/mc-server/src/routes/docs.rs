@@ -64,18 +64,20 @@ pub async fn create_doc(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Creat
         paths: new.paths.clone(),
         exclude: None,
     };
-    let outcome = overlap::check_doc(s.store.as_ref(), s.semantic.as_ref(), &draft).await?;
+    let ticket = s.admissions.doc_ticket(mission_id).await;
+    let mut outcome = overlap::check_doc(s.store.as_ref(), s.semantic.as_ref(), &draft).await?;
     let acknowledged = body.value.acknowledge_overlap.unwrap_or(false);
-    if outcome.blocking && !acknowledged {
-        return Err(overlap::blocked(&outcome));
-    }
-    let mut wctx = ctx.write_idempotent(route, &body.raw);
-    if outcome.blocking {
-        wctx.action_suffix = Some("overlap_acknowledged");
-    }
-    wctx.replay_extra =
-        Some(serde_json::json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings }));
-    let created = s.store.create_doc(&wctx, new).await?;
+    let (store, ctx, raw) = (s.store.as_ref(), &ctx, &body.raw);
+    let created = ticket
+        .admit(s.semantic.as_ref(), &draft, &mut outcome, acknowledged, |blocking, extra| async move {
+            let mut wctx = ctx.write_idempotent(route, raw);
+            if blocking {
+                wctx.action_suffix = Some("overlap_acknowledged");
+            }
+            wctx.replay_extra = Some(extra);
+            Ok(store.create_doc(&wctx, new).await?)
+        })
+        .await?;
     overlap::store_doc_vector(s.store.as_ref(), &created.value, outcome.vector).await;
     let value = CreatedDoc { doc: created.value, overlap_suggestions: outcome.suggestions, warnings: outcome.warnings };
     Ok(crate::created(Created { value, replayed: created.replayed, extra: None }))
