@@ -254,6 +254,25 @@ impl Figures {
     }
 }
 
+/// The similarity a search hit found by meaning alone must reach to be shown
+/// ([`ScorerModel::search_floor`]): the cosine 90% of the unrelated calibration pairs stay below.
+/// Measured with the bundled model: unrelated pairs' cosines have a median of 0.05 and a 90th
+/// percentile of 0.29, while short queries found their target by meaning alone at 0.39 to 0.64
+/// ("throttle requests" → "Add rate limiting to the public API", "night theme" → "Support dark
+/// mode…") and the best hit of an off-topic query ("weather in Paris", "banana bread recipe")
+/// reached 0.20 to 0.25. `None` without unrelated pairs.
+pub fn search_floor(calibration: &[&Scored]) -> Option<f32> {
+    let mut cosines: Vec<f32> =
+        calibration.iter().filter(|s| s.is("unrelated")).map(|s| s.features.cosine).filter(|c| c.is_finite()).collect();
+    if cosines.is_empty() {
+        return None;
+    }
+    cosines.sort_by(f32::total_cmp);
+    // nearest rank
+    let rank = (cosines.len() * 9).div_ceil(10).clamp(1, cosines.len());
+    Some(cosines[rank - 1])
+}
+
 /// The Wilson score interval (95%) of a rate of `hits` in `n` trials; `(0, 1)` when there are none.
 pub fn wilson(hits: usize, n: usize) -> (f64, f64) {
     if n == 0 {
@@ -305,6 +324,7 @@ pub fn calibrate(embedder_id: &str, pairs: Vec<LabelledPair>, cosines: &[f32]) -
         variants: vec![variant],
         canonical_input: false,
         fingerprints: vec![],
+        search_floor: search_floor(&cal),
     };
     let (calibration, holdout) = measured(&model, &cal, &held);
     Ok(Calibration { model, calibration, holdout })
@@ -325,6 +345,32 @@ fn measured(model: &ScorerModel, cal: &[&Scored], held: &[&Scored]) -> (Figures,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_search_floor_is_the_90th_percentile_of_unrelated_cosines() {
+        let pairs = shipped_pairs();
+        let unrelated = pairs.iter().filter(|p| p.label == "unrelated").count();
+        // cosines 0, 0.01, 0.02, … over the unrelated pairs in order; 1 for every other pair
+        let mut k = 0;
+        let cosines: Vec<f32> = pairs
+            .iter()
+            .map(|p| {
+                if p.label == "unrelated" {
+                    k += 1;
+                    (k - 1) as f32 / 100.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let scored = score(pairs, &cosines).expect("scored");
+        let all: Vec<&Scored> = scored.iter().collect();
+        let floor = search_floor(&all).expect("a floor");
+        let expected = ((unrelated * 9).div_ceil(10) - 1) as f32 / 100.0;
+        assert!((floor - expected).abs() < 1e-6, "{floor} vs {expected}");
+        let none: Vec<&Scored> = scored.iter().filter(|s| !s.is("unrelated")).collect();
+        assert_eq!(search_floor(&none), None);
+    }
 
     #[test]
     fn wilson_intervals_match_known_values() {

@@ -123,6 +123,12 @@ pub struct ScorerModel {
     /// model these thresholds were fitted for: the server calibrates a scorer for it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprints: Vec<String>,
+    /// The least similarity a search hit found by meaning alone (no word of the query in it)
+    /// needs to be shown: the cosine that 9 in 10 unrelated calibration pairs stay below
+    /// ([`crate::calibrate::search_floor`]). Below it a semantic match says nothing, and search
+    /// leaves it out instead of filling the list with noise. `None`: every hit is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_floor: Option<f32>,
 }
 
 /// How a new item relates to an existing one.
@@ -297,6 +303,7 @@ fn fallback() -> ScorerModel {
         }],
         canonical_input: false,
         fingerprints: vec![],
+        search_floor: None,
     }
 }
 
@@ -377,6 +384,7 @@ mod tests {
                 variant(vec![Feature::Cosine], -3.0),
             ],
             canonical_input: false,
+            search_floor: None,
         };
         let a = crate::ItemText { title: "Add caching to the admin API", description: "" };
         let b = crate::ItemText { title: "Add rate limits to the admin API", description: "" };

@@ -137,6 +137,8 @@ pub fn scorer_for(embedder_id: &str) -> (ScorerModel, bool) {
     m.canonical_input = false;
     m.embedder = embedder_id.to_owned();
     m.fingerprints.clear();
+    // another model's cosines have another scale: its floor comes with its calibration
+    m.search_floor = None;
     (m, false)
 }
 
@@ -650,6 +652,19 @@ fn terms(q: &str) -> Vec<String> {
     tokens(q).into_iter().map(|t| t.norm).collect()
 }
 
+/// The scorer's search floor, and how many hits to ask the store for so that leaving out the
+/// semantic matches below it still leaves `limit` hits where there are that many.
+fn floor_and_fetch(semantic: Option<&Semantic>, limit: usize) -> (Option<f32>, usize) {
+    let floor = semantic.and_then(|s| s.scorer().search_floor);
+    (floor, if floor.is_some() { limit.saturating_mul(2) } else { limit })
+}
+
+/// Whether a hit is shown: found by its words, or by meaning at least as similar as the floor
+/// (below it, a semantic match is no better than an unrelated text; see `ScorerModel::search_floor`).
+fn meaningful(floor: Option<f32>, text_rank: Option<usize>, cosine: Option<f32>) -> bool {
+    text_rank.is_some() || floor.is_none_or(|f| cosine.is_some_and(|c| c >= f))
+}
+
 /// Hybrid search over tasks, with reasons.
 pub async fn search(
     store: &dyn Store,
@@ -659,12 +674,15 @@ pub async fn search(
     limit: usize,
 ) -> Result<(Vec<SearchHitView>, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
-    let request = SearchRequest { text: q.to_owned(), vector: None, filter, limit };
+    let (floor, fetch) = floor_and_fetch(semantic, limit);
+    let request = SearchRequest { text: q.to_owned(), vector: None, filter, limit: fetch };
     // full text is searched while the query is embedded
     let hits = store.search_tasks_while(&request, Box::pin(query_vector(semantic, q, &mut warnings))).await?;
     let query_terms = terms(q);
     let items = hits
         .into_iter()
+        .filter(|h| meaningful(floor, h.text_rank, h.cosine))
+        .take(limit)
         .map(|h| {
             let text = format!("{} {} {}", h.task.title, h.task.description, h.task.labels.join(" "));
             let why = why(&query_terms, &text, h.text_rank, h.vector_rank.zip(h.cosine));
@@ -684,10 +702,13 @@ pub async fn search_klusters(
 ) -> Result<(Vec<KlusterHitView>, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
     let vector = query_vector(semantic, q, &mut warnings).await;
-    let hits = store.search_klusters(&SearchRequest { text: q.to_owned(), vector, filter, limit }).await?;
+    let (floor, fetch) = floor_and_fetch(semantic, limit);
+    let hits = store.search_klusters(&SearchRequest { text: q.to_owned(), vector, filter, limit: fetch }).await?;
     let query_terms = terms(q);
     let items = hits
         .into_iter()
+        .filter(|h| meaningful(floor, h.text_rank, h.cosine))
+        .take(limit)
         .map(|h| {
             let text = format!("{} {}", h.kluster.name, h.kluster.description);
             let why = why(&query_terms, &text, h.text_rank, h.vector_rank.zip(h.cosine));
@@ -708,10 +729,14 @@ pub async fn search_docs(
 ) -> Result<(Vec<DocHitView>, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
     let vector = query_vector(semantic, q, &mut warnings).await;
-    let hits = store.search_docs(&SearchRequest { text: q.to_owned(), vector, filter, limit }, kind).await?;
+    let (floor, fetch) = floor_and_fetch(semantic, limit);
+    let request = SearchRequest { text: q.to_owned(), vector, filter, limit: fetch };
+    let hits = store.search_docs(&request, kind).await?;
     let query_terms = terms(q);
     let items = hits
         .into_iter()
+        .filter(|h| meaningful(floor, h.text_rank, h.cosine))
+        .take(limit)
         .map(|h| {
             let why = why(&query_terms, &h.doc.embedding_text(), h.text_rank, h.vector_rank.zip(h.cosine));
             DocHitView { doc: h.doc, score: h.score, why }

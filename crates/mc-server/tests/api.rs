@@ -1026,3 +1026,46 @@ async fn docs_are_checked_for_overlap_versioned_and_searched() {
     let (s, e) = app.get(&format!("/api/v1/docs/{}", uuid::Uuid::now_v7())).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
 }
+
+/// With the bundled model: a hit found by meaning alone is shown only above the scorer's search
+/// floor, so an off-topic query finds nothing instead of the least unlike tasks, while a query in
+/// other words than the task still finds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_leaves_out_semantic_matches_no_better_than_unrelated_text() {
+    let app =
+        App::spawn_full(Arc::new(SystemClock), 1024 * 1024, Some(Arc::new(mc_embed::PocketEmbedder::new()))).await;
+    let (_, info) = app.get("/api/v1/system/info").await;
+    assert_eq!(info["semantic"]["scorer"], "shipped", "{info}");
+    let k = app.kluster().await;
+    let mut ids = Vec::new();
+    for title in [
+        "Add rate limiting to the public API",
+        "Support dark mode in the settings page",
+        "Make search ignore accents",
+        "Write French docs for the CLI",
+        "Upgrade tokio to 1.40",
+    ] {
+        ids.push(app.task(&k, title, 2).await);
+    }
+    // the worker embeds the tasks in the background
+    let mut r = Value::Null;
+    for _ in 0..200 {
+        r = app.get("/api/v1/search?q=throttle%20requests").await.1;
+        if !r["items"].as_array().is_none_or(Vec::is_empty) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = r["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "only the match above the floor: {r}");
+    assert_eq!(items[0]["task"]["id"], ids[0].as_str(), "{r}");
+    assert!(items[0]["why"].to_string().contains("semantic"), "{r}");
+    for q in ["weather%20in%20Paris", "banana%20bread%20recipe", "quarterly%20tax%20filing"] {
+        let (s, r) = app.get(&format!("/api/v1/search?q={q}")).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["items"], json!([]), "{q}: nothing relates, nothing is shown");
+    }
+    // found by its words, a hit is shown however low its similarity
+    let (_, r) = app.get("/api/v1/search?q=tokio").await;
+    assert_eq!(r["items"][0]["task"]["id"], ids[4].as_str(), "{r}");
+}

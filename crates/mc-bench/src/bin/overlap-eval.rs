@@ -287,6 +287,7 @@ async fn main() -> Result<()> {
                 variants,
                 canonical_input: canonical,
                 fingerprints,
+                search_floor: mc_overlap::calibrate::search_floor(&cal),
             };
             std::fs::write(out, serde_json::to_string_pretty(&m)? + "\n")?;
             println!("fitted on the calibration split; model written to {}", out.display());
@@ -294,6 +295,11 @@ async fn main() -> Result<()> {
         }
         None => evaluated,
     };
+    println!(
+        "search floor: {:?} in the model, {:?} from these calibration pairs",
+        model.search_floor,
+        mc_overlap::calibrate::search_floor(&cal)
+    );
     let cal_fig = evaluate(&cal, |s| model.judge(&s.features), args.verbose);
     println!("\n{}", cal_fig.report("calibration (in-sample)"));
     if args.calibration_only {
