@@ -176,6 +176,24 @@ impl DocPatch {
     }
 }
 
+/// Applies `patch` to `doc` as its next version at `now`, after checking `if_version`; false
+/// (and `doc` unchanged) when the patch is empty, which makes no version.
+pub fn next_version(
+    doc: &mut Doc,
+    patch: &DocPatch,
+    if_version: Option<u64>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, Error> {
+    check_version(doc, if_version)?;
+    if patch.is_empty() {
+        return Ok(false);
+    }
+    patch.apply(doc);
+    doc.version += 1;
+    doc.updated_at = now;
+    Ok(true)
+}
+
 /// Refuses an update made against another version than the current one.
 pub fn check_version(doc: &Doc, expected: Option<u64>) -> Result<(), Error> {
     match expected {
@@ -235,7 +253,15 @@ mod tests {
         assert!(check_version(&doc, None).is_ok());
         assert!(check_version(&doc, Some(2)).is_ok());
         assert!(matches!(check_version(&doc, Some(1)), Err(Error::Conflict { code: "version_conflict", .. })));
-        DocPatch { body: Some("steps".into()), ..Default::default() }.apply(&mut doc);
-        assert_eq!((doc.title.as_str(), doc.body.as_str()), ("Runbook", "steps"));
+        let later = now + chrono::Duration::seconds(1);
+        let patch = DocPatch { body: Some("steps".into()), ..Default::default() };
+        assert!(next_version(&mut doc, &patch, Some(1), later).is_err());
+        assert!(!next_version(&mut doc, &DocPatch::default(), Some(2), later).expect("empty patch"));
+        assert_eq!((doc.version, doc.updated_at), (2, now), "an empty patch makes no version");
+        assert!(next_version(&mut doc, &patch, Some(2), later).expect("applied"));
+        assert_eq!(
+            (doc.title.as_str(), doc.body.as_str(), doc.version, doc.updated_at),
+            ("Runbook", "steps", 3, later)
+        );
     }
 }

@@ -339,7 +339,7 @@ fn scorer_of(semantic: Option<&Semantic>) -> Arc<ScorerModel> {
 }
 
 /// An existing item as overlap detection compares it with a draft.
-struct Candidate<'a> {
+pub struct Candidate<'a> {
     id: String,
     kind: &'static str,
     title: &'a str,
@@ -440,46 +440,18 @@ pub struct Admissions {
 
 /// What a lane keeps of a created item: enough to judge a later draft against it.
 pub trait Admitted: Clone + Send + Sync + 'static {
-    /// Judges the item against a draft, as the overlap check does.
-    fn judge_draft(
-        &self,
-        scorer: &ScorerModel,
-        draft: &Draft,
-        draft_globs: &[Glob],
-        cos: Option<f32>,
-    ) -> Option<(OverlapSuggestion, bool)>;
-    fn item_id(&self) -> String;
+    fn candidate(&self) -> Candidate<'_>;
 }
 
 impl Admitted for Task {
-    fn judge_draft(
-        &self,
-        scorer: &ScorerModel,
-        draft: &Draft,
-        draft_globs: &[Glob],
-        cos: Option<f32>,
-    ) -> Option<(OverlapSuggestion, bool)> {
-        judge(scorer, draft, draft_globs, Candidate::task(self), cos)
-    }
-
-    fn item_id(&self) -> String {
-        self.id.to_string()
+    fn candidate(&self) -> Candidate<'_> {
+        Candidate::task(self)
     }
 }
 
 impl Admitted for Doc {
-    fn judge_draft(
-        &self,
-        scorer: &ScorerModel,
-        draft: &Draft,
-        draft_globs: &[Glob],
-        cos: Option<f32>,
-    ) -> Option<(OverlapSuggestion, bool)> {
-        judge(scorer, draft, draft_globs, Candidate::doc(self), cos)
-    }
-
-    fn item_id(&self) -> String {
-        self.id.to_string()
+    fn candidate(&self) -> Candidate<'_> {
+        Candidate::doc(self)
     }
 }
 
@@ -565,10 +537,11 @@ impl<T: Admitted> Ticket<T> {
                 (Some((ma, a)), Some((mb, b))) if ma == mb => Some(cosine(a, b)),
                 _ => None,
             };
-            if outcome.suggestions.iter().any(|s| s.id == item.item_id()) {
+            let candidate = item.candidate();
+            if outcome.suggestions.iter().any(|s| s.id == candidate.id) {
                 continue;
             }
-            if let Some((suggestion, blocks)) = item.judge_draft(&scorer, draft, &draft_globs, cos) {
+            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, candidate, cos) {
                 outcome.blocking |= blocks;
                 outcome.suggestions.push(suggestion);
                 found = true;

@@ -2,7 +2,7 @@
 //! and search (see [`crate::plain_search`]: full text over a generated tsvector of title and body,
 //! vectors in one plain table).
 
-use mc_domain::doc::{DocPatch, NewDoc, check_version};
+use mc_domain::doc::{DocPatch, NewDoc, next_version};
 use mc_domain::id::Uuid;
 use mc_domain::mission::ensure_active;
 use mc_domain::{Doc, DocId, DocKind, Error, KlusterId, MissionId, Result, Timestamp};
@@ -131,13 +131,9 @@ pub(crate) async fn update(
     now: Timestamp,
 ) -> Result<Doc> {
     let mut doc = load(c, id, true).await?;
-    check_version(&doc, if_version)?;
-    if patch.is_empty() {
+    if !next_version(&mut doc, &patch, if_version, now)? {
         return Ok(doc);
     }
-    patch.apply(&mut doc);
-    doc.version += 1;
-    doc.updated_at = now;
     sqlx::query(
         "UPDATE docs SET title = $2, body = $3, paths = $4, version = $5, updated_at = $6, text_hash = $7 WHERE id = $1",
     )

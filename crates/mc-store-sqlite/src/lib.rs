@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mc_domain::clock::to_millis;
 use mc_domain::dag::{cycle_error, find_cycle};
-use mc_domain::doc::{DocPatch, NewDoc, check_version};
+use mc_domain::doc::{DocPatch, NewDoc, next_version};
 use mc_domain::input::{NewKluster, NewMission, NewTask, ScopePatch, TaskPatch};
 use mc_domain::ledger::ChainVerifier;
 use mc_domain::mission::ensure_active;
@@ -927,13 +927,9 @@ impl Store for SqliteStore {
         let ctx = ctx.clone();
         self.write(move |c, now| {
             let mut doc = load_doc(c, id)?;
-            check_version(&doc, if_version)?;
-            if patch.is_empty() {
+            if !next_version(&mut doc, &patch, if_version, now)? {
                 return Ok(doc);
             }
-            patch.apply(&mut doc);
-            doc.version += 1;
-            doc.updated_at = now;
             save_doc(c, &doc)?;
             append_ledger(c, &ctx, "doc.update", "doc", &doc.id.to_string(), &doc, now)?;
             Ok(doc)
