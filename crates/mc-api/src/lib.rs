@@ -288,10 +288,15 @@ pub struct OverlapDraft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mission_id: Option<MissionId>,
     pub title: String,
+    /// A task's description, or a doc's body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// `doc` or `artifact`: a doc draft, compared with the mission's docs; absent: a task draft,
+    /// compared with its live tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<DocKind>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -357,6 +357,13 @@ fn agents_write_find_and_version_docs_over_stdio() {
     let full = mcp.ok("get_doc", json!({"doc_id": id}));
     assert_eq!(full["body"], body.as_str());
 
+    // a draft doc is checked without writing anything
+    let checked = mcp.ok(
+        "get_overlap_suggestions",
+        json!({"kluster_id": kluster, "kind": "doc", "title": "Refund API design notes", "description": body}),
+    );
+    assert_eq!(checked["overlap_suggestions"][0]["id"], id.as_str(), "{checked}");
+
     // a duplicate is refused as a tool error naming the first; search finds it with reasons
     let (code, text) =
         mcp.tool_error("create_doc", json!({"kluster_id": kluster, "title": "Refund API design notes", "body": body}));

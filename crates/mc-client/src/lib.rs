@@ -692,6 +692,7 @@ mod tests {
             title: "t".into(),
             description: None,
             paths: Vec::new(),
+            kind: None,
         };
         let got = c.overlap_draft(&draft).await.expect("retried");
         assert!(got.overlap_suggestions.is_empty() && got.warnings.is_empty());

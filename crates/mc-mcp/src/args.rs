@@ -87,9 +87,12 @@ pub struct GetOverlapSuggestions {
     pub kluster_id: Option<String>,
     pub mission_id: Option<String>,
     pub title: Option<String>,
+    /// A task's description, or a doc's body.
     pub description: Option<String>,
     /// Globs of files it would touch.
     pub paths: Option<Vec<String>>,
+    /// doc or artifact: check a doc draft against the mission's docs.
+    pub kind: Option<DocKindArg>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

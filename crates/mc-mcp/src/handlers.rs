@@ -300,7 +300,7 @@ impl Cx<'_> {
     async fn get_overlap_suggestions(&self, a: args::GetOverlapSuggestions) -> Result<Value, ToolError> {
         let r = match a.task_id {
             Some(id) => {
-                if a.title.is_some() || a.kluster_id.is_some() || a.mission_id.is_some() {
+                if a.title.is_some() || a.kluster_id.is_some() || a.mission_id.is_some() || a.kind.is_some() {
                     return Err(ToolError::argument(
                         "task_id",
                         "give either task_id or a draft (title with kluster_id or mission_id), not both",
@@ -322,6 +322,7 @@ impl Cx<'_> {
                     title,
                     description: a.description,
                     paths: a.paths.unwrap_or_default(),
+                    kind: a.kind.map(args::DocKindArg::kind),
                 };
                 self.client().overlap_draft(&draft).await.map_err(|e| self.err(e))?
             }

@@ -167,7 +167,8 @@ pub static TOOLS: &[ToolSpec] = &[
         Search,
         true,
         args::GetOverlapSuggestions,
-        "Existing work that a draft or existing task duplicates or relates to. Creates nothing."
+        "Existing work that a draft or existing task (or, with kind, a draft doc) duplicates or relates to. Creates \
+         nothing."
     ),
     spec!(
         "search_docs",

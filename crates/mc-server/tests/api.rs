@@ -936,6 +936,17 @@ async fn docs_are_checked_for_overlap_versioned_and_searched() {
     assert_eq!(other["overlap_suggestions"][0]["kind"], "doc");
     assert_eq!(other["overlap_suggestions"][0]["relation"], "related", "{other}");
 
+    // a draft is checked without writing anything (its body in `description`)
+    let draft = json!({"kluster_id": k, "kind": "doc", "title": runbook, "description": steps});
+    let (s, checked) = app.post("/api/v1/overlap", draft).await;
+    assert_eq!(s, StatusCode::OK, "{checked}");
+    assert_eq!(checked["overlap_suggestions"][0]["id"], id.as_str(), "{checked}");
+    assert_eq!(checked["overlap_suggestions"][0]["relation"], "duplicate", "{checked}");
+    let (_, listed) = app.get(&format!("/api/v1/docs?kluster_id={k}")).await;
+    assert_eq!(listed["items"].as_array().expect("items").len(), 2, "the check wrote nothing");
+    let (s, e) = app.post("/api/v1/overlap", json!({"kluster_id": k, "kind": "doc", "title": " "})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+
     // the same doc again: refused with the suggestion; acknowledged, written and recorded
     let (s, refused) = app.post("/api/v1/docs", json!({"kluster_id": k, "title": runbook, "body": steps})).await;
     assert_eq!(s, StatusCode::CONFLICT, "{refused}");

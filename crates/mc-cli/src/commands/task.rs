@@ -50,7 +50,8 @@ pub async fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<()> {
             Ok(())
         }
         TaskCmd::Check { kluster, mission, title, description, paths } => {
-            let draft = OverlapDraft { kluster_id: kluster, mission_id: mission, title, description, paths };
+            let draft =
+                OverlapDraft { kluster_id: kluster, mission_id: mission, title, description, paths, kind: None };
             overlap(ctx, &ctx.client()?.overlap_draft(&draft).await?)
         }
         TaskCmd::Overlap { id } => overlap(ctx, &ctx.client()?.task_overlap(id).await?),

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use mc_api::{CreateDoc, CreatedDoc, Doc, DocListQuery, ErrorEnvelope, Page, UpdateDoc};
+use mc_domain::doc::NewDoc;
 use mc_domain::{DocId, DocKind};
 use mc_store::{Created, DocFilter};
 use utoipa_axum::router::OpenApiRouter;
@@ -51,20 +52,8 @@ pub async fn create_doc(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Creat
             CreatedDoc { doc: created.value, overlap_suggestions: extra.overlap_suggestions, warnings: extra.warnings };
         return Ok(crate::created(Created { value, replayed: created.replayed, extra: None }));
     }
-    let (mission_id, kluster_id) = match (new.kluster_id, new.mission_id) {
-        (Some(k), _) => (s.store.get_kluster(k).await?.mission_id, Some(k)),
-        (None, Some(m)) => (s.store.get_mission(m).await?.id, None),
-        (None, None) => return Err(mc_domain::Error::validation("mission_id", "name a mission or a kluster").into()),
-    };
-    let draft = overlap::Draft {
-        mission_id,
-        kluster_id,
-        title: new.title.clone(),
-        description: new.body.clone(),
-        paths: new.paths.clone(),
-        exclude: None,
-    };
-    let ticket = s.admissions.doc_ticket(mission_id).await;
+    let draft = draft_of(&s, &new).await?;
+    let ticket = s.admissions.doc_ticket(draft.mission_id).await;
     let mut outcome = overlap::check_doc(s.store.as_ref(), s.semantic.as_ref(), &draft).await?;
     let acknowledged = body.value.acknowledge_overlap.unwrap_or(false);
     let (store, ctx, raw) = (s.store.as_ref(), &ctx, &body.raw);
@@ -81,6 +70,24 @@ pub async fn create_doc(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Creat
     overlap::store_doc_vector(s.store.as_ref(), &created.value, outcome.vector).await;
     let value = CreatedDoc { doc: created.value, overlap_suggestions: outcome.suggestions, warnings: outcome.warnings };
     Ok(crate::created(Created { value, replayed: created.replayed, extra: None }))
+}
+
+/// What the overlap check compares for a new doc: its text and paths in its mission (the
+/// kluster's when it names one; both must exist).
+pub(crate) async fn draft_of(s: &AppState, new: &NewDoc) -> Result<overlap::Draft, ApiError> {
+    let (mission_id, kluster_id) = match (new.kluster_id, new.mission_id) {
+        (Some(k), _) => (s.store.get_kluster(k).await?.mission_id, Some(k)),
+        (None, Some(m)) => (s.store.get_mission(m).await?.id, None),
+        (None, None) => return Err(mc_domain::Error::validation("mission_id", "name a mission or a kluster").into()),
+    };
+    Ok(overlap::Draft {
+        mission_id,
+        kluster_id,
+        title: new.title.clone(),
+        description: new.body.clone(),
+        paths: new.paths.clone(),
+        exclude: None,
+    })
 }
 
 /// What a create's response carries beyond the doc, kept for replays.

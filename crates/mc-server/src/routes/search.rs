@@ -7,8 +7,9 @@ use mc_api::{
     DocSearchQuery, DocSearchResponse, ErrorEnvelope, KlusterSearchQuery, KlusterSearchResponse, OverlapDraft,
     OverlapResponse, SearchQuery, SearchResponse,
 };
-use mc_domain::TaskId;
+use mc_domain::doc::{NewDoc, RawDocFields};
 use mc_domain::input::NewMission;
+use mc_domain::{DocKind, TaskId};
 use mc_store::SearchFilter;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -109,7 +110,7 @@ pub async fn search_docs(
 }
 
 /// Overlap suggestions for a draft (title, description, paths) in a kluster or mission, without
-/// creating anything.
+/// creating anything: a task draft, or with `kind` a doc draft (its body in `description`).
 #[utoipa::path(post, path = "/overlap", tag = "search", request_body = OverlapDraft,
     responses((status = 200, body = OverlapResponse), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn overlap_for_draft(
@@ -118,6 +119,9 @@ pub async fn overlap_for_draft(
     body: ApiJson<OverlapDraft>,
 ) -> ApiResult<Json<OverlapResponse>> {
     let d = body.value;
+    if let Some(kind) = d.kind {
+        return doc_draft(&s, d, kind).await;
+    }
     // the same checks a create applies to its text
     let checked = NewMission::parse(&d.title, d.description.as_deref()).map_err(|e| match e {
         mc_domain::Error::Validation { field, message } if field == "name" => {
@@ -145,6 +149,15 @@ pub async fn overlap_for_draft(
         exclude: None,
     };
     let outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, None).await?;
+    Ok(Json(OverlapResponse { overlap_suggestions: outcome.suggestions, warnings: outcome.warnings }))
+}
+
+/// Overlap suggestions for a doc draft, compared with the docs of its mission.
+async fn doc_draft(s: &AppState, d: OverlapDraft, kind: DocKind) -> ApiResult<Json<OverlapResponse>> {
+    let raw = RawDocFields { title: Some(&d.title), body: d.description.as_deref(), paths: Some(&d.paths) };
+    let new = NewDoc::parse(d.mission_id, d.kluster_id, kind, raw)?;
+    let draft = super::docs::draft_of(s, &new).await?;
+    let outcome = overlap::check_doc(s.store.as_ref(), s.semantic.as_ref(), &draft).await?;
     Ok(Json(OverlapResponse { overlap_suggestions: outcome.suggestions, warnings: outcome.warnings }))
 }
 
