@@ -181,7 +181,8 @@ impl Embedder for Prepared {
     }
 }
 
-/// The vectors of the texts embedded most recently on the request path, least recently used out first.
+/// The vectors of the texts embedded most recently on the request path (by the hash of the text),
+/// least recently used out first.
 /// An agent asks `get_overlap_suggestions` for a draft and then creates it, or repeats a search after a
 /// change: the second request finds the vector here instead of running the model again.
 #[derive(Debug)]
@@ -220,12 +221,13 @@ impl RecentVectors {
 /// Embeds one text within the deadline; `Err` carries the warning to show.
 pub async fn embed_now(semantic: Option<&Semantic>, text: &str) -> Result<(String, Vec<f32>), String> {
     let Some(s) = semantic else { return Err("no embedder is configured; only text signals were used".into()) };
-    let key = text.to_owned();
+    // kept by the text's hash: a doc's text can be 256 KiB, and 512 of them would be 128 MiB
+    let key = mc_domain::ledger::sha256_hex(text.as_bytes());
     let model = s.embedder.model_id().to_owned();
     if let Some(v) = s.recent.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok((model, v));
     }
-    match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(std::slice::from_ref(&key))).await {
+    match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(&[text.to_owned()])).await {
         Ok(Ok(mut v)) if v.len() == 1 => {
             let vector = v.remove(0);
             s.recent.lock().unwrap_or_else(|p| p.into_inner()).put(key, vector.clone());
