@@ -259,6 +259,22 @@ pub enum DocCmd {
         #[command(flatten)]
         idem: IdempotencyArg,
     },
+    /// Check a draft doc for overlap with the mission's docs, without writing anything.
+    Check {
+        #[arg(long, required_unless_present = "mission")]
+        kluster: Option<KlusterId>,
+        #[arg(long)]
+        mission: Option<MissionId>,
+        title: String,
+        /// `doc` or `artifact` [default: doc].
+        #[arg(long, value_parser = ["doc", "artifact"])]
+        kind: Option<String>,
+        #[command(flatten)]
+        text: BodyArgs,
+        /// Glob of the files it is about or produces (repeatable).
+        #[arg(long = "path", value_name = "GLOB")]
+        paths: Vec<String>,
+    },
     /// List docs and artifacts, newest first.
     List {
         #[arg(long)]

@@ -936,6 +936,16 @@ fn docs_are_written_from_files_versioned_refused_as_duplicates_and_searched() {
     ]);
     assert_eq!((artifact["kind"].as_str(), artifact["kluster_id"].as_null()), (Some("artifact"), Some(())));
 
+    // a draft is checked without writing anything
+    let out = mc.run(&["doc", "check", "--kluster", &kluster, "Restore the staging database", "--file", path]).ok();
+    let rows = table(&out);
+    assert_eq!(rows[0], ["RELATION", "SCORE", "ID", "STATUS", "HOLDER", "TITLE"], "{out}");
+    assert_eq!(
+        (rows[1][0].as_str(), rows[1][2].as_str(), rows[1][3].as_str()),
+        ("duplicate", id.as_str(), "v1"),
+        "{out}"
+    );
+
     // the same doc again: refused, naming the first, with the generic hint
     let r = mc.run(&["doc", "create", "--kluster", &kluster, "Restore the staging database", "--file", path]);
     assert_eq!(r.code, 1, "{r:#?}");

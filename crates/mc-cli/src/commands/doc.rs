@@ -1,8 +1,8 @@
-//! `mc doc`: write, list, show and update docs and artifacts.
+//! `mc doc`: write, check, list, show and update docs and artifacts.
 
 use std::io::Read as _;
 
-use mc_api::{CreateDoc, DocKind, DocListQuery, UpdateDoc};
+use mc_api::{CreateDoc, DocKind, DocListQuery, OverlapDraft, UpdateDoc};
 
 use super::{CliError, Ctx};
 use crate::cli::{BodyArgs, DocCmd};
@@ -31,6 +31,23 @@ pub async fn run(ctx: &Ctx, cmd: DocCmd) -> anyhow::Result<()> {
                 output::line(format_args!("\n{}", output::suggestions(&created.overlap_suggestions)))?;
             }
             output::warnings(&created.warnings);
+            Ok(())
+        }
+        DocCmd::Check { kluster, mission, title, kind, text, paths } => {
+            let draft = OverlapDraft {
+                kluster_id: kluster,
+                mission_id: mission,
+                title,
+                description: read_body(&text)?,
+                paths,
+                kind: Some(kind.as_deref().and_then(DocKind::parse).unwrap_or(DocKind::Doc)),
+            };
+            let resp = ctx.client()?.overlap_draft(&draft).await?;
+            if ctx.json() {
+                return output::json(&resp);
+            }
+            output::line(output::suggestions(&resp.overlap_suggestions))?;
+            output::warnings(&resp.warnings);
             Ok(())
         }
         DocCmd::List { mission, kluster, kind, page } => {
