@@ -781,46 +781,60 @@ pub async fn store_doc_vector(store: &dyn Store, doc: &Doc, vector: Option<(Stri
 /// were embedded. The server passes its [prepared] embedder.
 pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batch: usize) -> mc_domain::Result<usize> {
     let model = embedder.model_id();
-    let embed = |texts: Vec<String>| async move {
-        embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))
-    };
     let jobs = store.pending_embeddings(model, batch).await?;
     if !jobs.is_empty() {
-        let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
-        let items: Vec<Embedded> = jobs
-            .into_iter()
-            .zip(vectors)
-            .map(|(j, vector)| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector })
-            .collect();
+        let items = embed_jobs(
+            embedder,
+            jobs,
+            |j| &j.text,
+            |j, vector| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector },
+        )
+        .await?;
         let n = items.len();
         store.put_embeddings(model, items).await?;
         return Ok(n);
     }
     let jobs = store.pending_kluster_embeddings(model, batch).await?;
     if !jobs.is_empty() {
-        let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
-        let items: Vec<KlusterEmbedded> = jobs
-            .into_iter()
-            .zip(vectors)
-            .map(|(j, vector)| KlusterEmbedded { kluster_id: j.kluster_id, text_hash: j.text_hash, vector })
-            .collect();
+        let items = embed_jobs(
+            embedder,
+            jobs,
+            |j| &j.text,
+            |j, vector| KlusterEmbedded { kluster_id: j.kluster_id, text_hash: j.text_hash, vector },
+        )
+        .await?;
         let n = items.len();
         store.put_kluster_embeddings(model, items).await?;
         return Ok(n);
     }
     let jobs = store.pending_doc_embeddings(model, batch).await?;
-    if jobs.is_empty() {
-        return Ok(0);
-    }
-    let vectors = embed(jobs.iter().map(|j| j.text.clone()).collect()).await?;
-    let items: Vec<DocEmbedded> = jobs
-        .into_iter()
-        .zip(vectors)
-        .map(|(j, vector)| DocEmbedded { doc_id: j.doc_id, text_hash: j.text_hash, vector })
-        .collect();
+    let items = embed_jobs(
+        embedder,
+        jobs,
+        |j| &j.text,
+        |j, vector| DocEmbedded { doc_id: j.doc_id, text_hash: j.text_hash, vector },
+    )
+    .await?;
     let n = items.len();
-    store.put_doc_embeddings(model, items).await?;
+    if n > 0 {
+        store.put_doc_embeddings(model, items).await?;
+    }
     Ok(n)
+}
+
+/// Embeds the texts of `jobs` in one call and pairs each job with its vector.
+async fn embed_jobs<J, T>(
+    embedder: &dyn Embedder,
+    jobs: Vec<J>,
+    text: impl Fn(&J) -> &String,
+    item: impl Fn(J, Vec<f32>) -> T,
+) -> mc_domain::Result<Vec<T>> {
+    if jobs.is_empty() {
+        return Ok(vec![]);
+    }
+    let texts: Vec<String> = jobs.iter().map(|j| text(j).clone()).collect();
+    let vectors = embedder.embed(&texts).await.map_err(|e| mc_domain::Error::Unavailable(e.to_string()))?;
+    Ok(jobs.into_iter().zip(vectors).map(|(j, v)| item(j, v)).collect())
 }
 
 /// Longest wait between two passes of the embedding worker while it finds nothing to do. New
