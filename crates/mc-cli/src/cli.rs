@@ -235,24 +235,31 @@ pub struct BodyArgs {
     pub file: Option<std::path::PathBuf>,
 }
 
+/// A doc as written or checked: where it goes, what it is, its text and paths.
+#[derive(Debug, Clone, Args)]
+pub struct DocDraftArgs {
+    #[arg(long, required_unless_present = "mission")]
+    pub kluster: Option<KlusterId>,
+    #[arg(long)]
+    pub mission: Option<MissionId>,
+    pub title: String,
+    /// `doc` (knowledge) or `artifact` (a work product) [default: doc].
+    #[arg(long, value_parser = ["doc", "artifact"])]
+    pub kind: Option<String>,
+    #[command(flatten)]
+    pub text: BodyArgs,
+    /// Glob of the files it is about or produces (repeatable).
+    #[arg(long = "path", value_name = "GLOB")]
+    pub paths: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DocCmd {
     /// Write a doc or artifact in a kluster (or, with --mission, mission-wide). It is compared with
     /// the mission's docs first; a duplicate is refused unless acknowledged.
     Create {
-        #[arg(long, required_unless_present = "mission")]
-        kluster: Option<KlusterId>,
-        #[arg(long)]
-        mission: Option<MissionId>,
-        title: String,
-        /// `doc` (knowledge) or `artifact` (a work product) [default: doc].
-        #[arg(long, value_parser = ["doc", "artifact"])]
-        kind: Option<String>,
         #[command(flatten)]
-        text: BodyArgs,
-        /// Glob of the files it is about or produces (repeatable).
-        #[arg(long = "path", value_name = "GLOB")]
-        paths: Vec<String>,
+        draft: DocDraftArgs,
         /// Create it even if the server finds a duplicate (recorded in the ledger).
         #[arg(long)]
         acknowledge_overlap: bool,
@@ -261,19 +268,8 @@ pub enum DocCmd {
     },
     /// Check a draft doc for overlap with the mission's docs, without writing anything.
     Check {
-        #[arg(long, required_unless_present = "mission")]
-        kluster: Option<KlusterId>,
-        #[arg(long)]
-        mission: Option<MissionId>,
-        title: String,
-        /// `doc` or `artifact` [default: doc].
-        #[arg(long, value_parser = ["doc", "artifact"])]
-        kind: Option<String>,
         #[command(flatten)]
-        text: BodyArgs,
-        /// Glob of the files it is about or produces (repeatable).
-        #[arg(long = "path", value_name = "GLOB")]
-        paths: Vec<String>,
+        draft: DocDraftArgs,
     },
     /// List docs and artifacts, newest first.
     List {

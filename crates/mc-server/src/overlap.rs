@@ -516,18 +516,20 @@ impl Admissions {
 
 impl<T: Admitted> Ticket<T> {
     /// Judges the draft against what was created since the check began, then (unless that
-    /// finds a blocking duplicate that is not acknowledged) runs `create(blocking, replay
-    /// extra)` while holding the mission's lock and remembers the created item.
+    /// finds a blocking duplicate that is not acknowledged) runs `create` with `wctx` (marked
+    /// when a duplicate was acknowledged, and carrying the suggestions for a replay) while
+    /// holding the mission's lock, and remembers the created item.
     pub async fn admit<F, Fut>(
         self,
         semantic: Option<&Semantic>,
         draft: &Draft,
         outcome: &mut Outcome,
         acknowledged: bool,
+        mut wctx: mc_store::WriteCtx,
         create: F,
     ) -> Result<mc_store::Created<T>, ApiError>
     where
-        F: FnOnce(bool, serde_json::Value) -> Fut,
+        F: FnOnce(mc_store::WriteCtx) -> Fut,
         Fut: std::future::Future<Output = Result<mc_store::Created<T>, ApiError>>,
     {
         let mut recent = self.lane.lock().await;
@@ -555,9 +557,12 @@ impl<T: Admitted> Ticket<T> {
         if outcome.blocking && !acknowledged {
             return Err(blocked(outcome));
         }
+        if outcome.blocking {
+            wctx.action_suffix = Some("overlap_acknowledged");
+        }
         // what a replay of this create must answer besides the item
-        let extra = json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings });
-        let created = create(outcome.blocking, extra).await?;
+        wctx.replay_extra = Some(json!({ "overlap_suggestions": outcome.suggestions, "warnings": outcome.warnings }));
+        let created = create(wctx).await?;
         let n = recent.next;
         recent.next += 1;
         recent.created.push_back((n, created.value.clone(), outcome.vector.clone()));
@@ -565,6 +570,21 @@ impl<T: Admitted> Ticket<T> {
             recent.created.pop_front();
         }
         Ok(created)
+    }
+}
+
+/// What a checked create answers beyond the item, kept with its idempotency key (see
+/// [`Ticket::admit`]) so that a replay answers it whole.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ReplayExtra {
+    pub overlap_suggestions: Vec<OverlapSuggestion>,
+    pub warnings: Vec<String>,
+}
+
+impl ReplayExtra {
+    /// What the first call recorded (nothing, if it recorded nothing readable).
+    pub fn of(extra: Option<serde_json::Value>) -> Self {
+        extra.and_then(|e| serde_json::from_value(e).ok()).unwrap_or_default()
     }
 }
 

@@ -10,14 +10,14 @@ use crate::output;
 
 pub async fn run(ctx: &Ctx, cmd: DocCmd) -> anyhow::Result<()> {
     match cmd {
-        DocCmd::Create { kluster, mission, title, kind, text, paths, acknowledge_overlap, idem } => {
+        DocCmd::Create { draft, acknowledge_overlap, idem } => {
             let body = CreateDoc {
-                mission_id: mission,
-                kluster_id: kluster,
-                kind: kind.as_deref().and_then(DocKind::parse),
-                title,
-                body: read_body(&text)?,
-                paths,
+                mission_id: draft.mission,
+                kluster_id: draft.kluster,
+                kind: draft.kind.as_deref().and_then(DocKind::parse),
+                body: read_body(&draft.text)?,
+                title: draft.title,
+                paths: draft.paths,
                 acknowledge_overlap: acknowledge_overlap.then_some(true),
             };
             let client = ctx.creating_client(idem.idempotency_key.as_deref())?;
@@ -33,14 +33,14 @@ pub async fn run(ctx: &Ctx, cmd: DocCmd) -> anyhow::Result<()> {
             output::warnings(&created.warnings);
             Ok(())
         }
-        DocCmd::Check { kluster, mission, title, kind, text, paths } => {
+        DocCmd::Check { draft } => {
             let draft = OverlapDraft {
-                kluster_id: kluster,
-                mission_id: mission,
-                title,
-                description: read_body(&text)?,
-                paths,
-                kind: Some(kind.as_deref().and_then(DocKind::parse).unwrap_or(DocKind::Doc)),
+                kluster_id: draft.kluster,
+                mission_id: draft.mission,
+                kind: Some(draft.kind.as_deref().and_then(DocKind::parse).unwrap_or(DocKind::Doc)),
+                description: read_body(&draft.text)?,
+                title: draft.title,
+                paths: draft.paths,
             };
             let resp = ctx.client()?.overlap_draft(&draft).await?;
             if ctx.json() {

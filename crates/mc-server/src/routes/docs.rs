@@ -46,8 +46,7 @@ pub async fn create_doc(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Creat
     {
         // a retry replays the first answer; no check against itself
         let created = s.store.create_doc(&ctx.write_idempotent(route, &body.raw), new).await?;
-        let extra: Option<CreatedExtra> = created.extra.and_then(|e| serde_json::from_value(e).ok());
-        let extra = extra.unwrap_or_default();
+        let extra = overlap::ReplayExtra::of(created.extra);
         let value =
             CreatedDoc { doc: created.value, overlap_suggestions: extra.overlap_suggestions, warnings: extra.warnings };
         return Ok(crate::created(Created { value, replayed: created.replayed, extra: None }));
@@ -56,14 +55,9 @@ pub async fn create_doc(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Creat
     let ticket = s.admissions.doc_ticket(draft.mission_id).await;
     let mut outcome = overlap::check_doc(s.store.as_ref(), s.semantic.as_ref(), &draft).await?;
     let acknowledged = body.value.acknowledge_overlap.unwrap_or(false);
-    let (store, ctx, raw) = (s.store.as_ref(), &ctx, &body.raw);
+    let (store, wctx) = (s.store.as_ref(), ctx.write_idempotent(route, &body.raw));
     let created = ticket
-        .admit(s.semantic.as_ref(), &draft, &mut outcome, acknowledged, |blocking, extra| async move {
-            let mut wctx = ctx.write_idempotent(route, raw);
-            if blocking {
-                wctx.action_suffix = Some("overlap_acknowledged");
-            }
-            wctx.replay_extra = Some(extra);
+        .admit(s.semantic.as_ref(), &draft, &mut outcome, acknowledged, wctx, |wctx| async move {
             Ok(store.create_doc(&wctx, new).await?)
         })
         .await?;
@@ -88,13 +82,6 @@ pub(crate) async fn draft_of(s: &AppState, new: &NewDoc) -> Result<overlap::Draf
         paths: new.paths.clone(),
         exclude: None,
     })
-}
-
-/// What a create's response carries beyond the doc, kept for replays.
-#[derive(Debug, Default, serde::Deserialize)]
-struct CreatedExtra {
-    overlap_suggestions: Vec<mc_api::OverlapSuggestion>,
-    warnings: Vec<String>,
 }
 
 /// Lists docs and artifacts with filters, newest first, one page at a time.

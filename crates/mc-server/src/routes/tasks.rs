@@ -50,8 +50,7 @@ pub async fn create_task(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Crea
         && s.store.find_idempotent(&key).await?.is_some()
     {
         let created = s.store.create_task(&ctx.write_idempotent(route, &body.raw), new).await?;
-        let extra: Option<ReplayExtra> = created.extra.and_then(|e| serde_json::from_value(e).ok());
-        let extra = extra.unwrap_or_default();
+        let extra = overlap::ReplayExtra::of(created.extra);
         let value = CreatedTask {
             task: created.value,
             overlap_suggestions: extra.overlap_suggestions,
@@ -79,14 +78,9 @@ pub async fn create_task(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Crea
     let ticket = s.admissions.ticket(kluster.mission_id).await;
     let mut outcome = overlap::check(s.store.as_ref(), s.semantic.as_ref(), &draft, None).await?;
     let acknowledged = body.value.acknowledge_overlap.unwrap_or(false);
-    let (store, ctx, raw) = (s.store.as_ref(), &ctx, &body.raw);
+    let (store, wctx) = (s.store.as_ref(), ctx.write_idempotent(route, &body.raw));
     let created = ticket
-        .admit(s.semantic.as_ref(), &draft, &mut outcome, acknowledged, |blocking, extra| async move {
-            let mut wctx = ctx.write_idempotent(route, raw);
-            if blocking {
-                wctx.action_suffix = Some("overlap_acknowledged");
-            }
-            wctx.replay_extra = Some(extra);
+        .admit(s.semantic.as_ref(), &draft, &mut outcome, acknowledged, wctx, |wctx| async move {
             Ok(store.create_task(&wctx, new).await?)
         })
         .await?;
@@ -94,13 +88,6 @@ pub async fn create_task(State(s): State<AppState>, ctx: Ctx, body: ApiJson<Crea
     overlap::store_vector(store, &task, outcome.vector).await;
     let value = CreatedTask { task, overlap_suggestions: outcome.suggestions, warnings: outcome.warnings };
     Ok(crate::created(Created { value, replayed, extra: None }))
-}
-
-/// What a create's response carries beyond the task, kept for replays.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct ReplayExtra {
-    overlap_suggestions: Vec<mc_api::OverlapSuggestion>,
-    warnings: Vec<String>,
 }
 
 pub(crate) fn parse_statuses(raw: Option<&str>) -> Result<Vec<TaskStatus>, ApiError> {
