@@ -17,10 +17,26 @@ pub struct ItemText<'a> {
     pub description: &'a str,
 }
 
+/// How many words of a description the text signals read: about what the bundled model sees
+/// of a text (128 WordPiece tokens), and a bound on their cost, since they compare every word of
+/// one text with every word of the other (two 64 KiB descriptions took seconds a pair).
+pub const COMPARED_WORDS: usize = 100;
+
 impl ItemText<'_> {
     /// What gets embedded: the title, then the description.
     pub fn embedding_input(&self) -> String {
         mc_domain::task::embedding_text(self.title, self.description)
+    }
+
+    /// What the text signals read: the title, then the first [`COMPARED_WORDS`] words of the
+    /// description.
+    pub fn compared_text(&self) -> String {
+        let mut text = self.title.to_owned();
+        for word in self.description.split_whitespace().take(COMPARED_WORDS) {
+            text.push(' ');
+            text.push_str(word);
+        }
+        text
     }
 }
 
@@ -92,7 +108,7 @@ impl std::fmt::Debug for Signals<'_> {
 /// lower-cased, each once. A server embeds those it has not cached yet.
 pub fn content_words(item: ItemText<'_>) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    tokens(&format!("{} {}", item.title, item.description))
+    tokens(&item.compared_text())
         .iter()
         .map(word_key)
         .filter(|k| seen.insert(k.clone()))
@@ -364,7 +380,7 @@ impl PairFeatures {
 
     /// [`Self::new`] with every signal the scorer can use: a second cosine and word vectors.
     pub fn with_signals(a: ItemText<'_>, b: ItemText<'_>, signals: Signals<'_>, paths: PathRelation) -> Self {
-        let (text_a, text_b) = (format!("{} {}", a.title, a.description), format!("{} {}", b.title, b.description));
+        let (text_a, text_b) = (a.compared_text(), b.compared_text());
         let ta = unique(tokens(&text_a));
         let tb = unique(tokens(&text_b));
         let sa = Side { matched: matches(&ta, &text_a, &tb, &text_b), tokens: ta };
@@ -474,6 +490,12 @@ impl PairFeatures {
     /// classifiers say.
     pub fn same_work(&self) -> bool {
         self.nothing_differs() && (self.cosine >= 0.8 || (self.lexical >= 0.9 && self.cosine >= 0.5))
+    }
+
+    /// At most a tenth of the wording (weighted by rarity) differs and the embedder agrees: one
+    /// text is a light revision of the other, however long they are.
+    pub fn near_copy(&self) -> bool {
+        self.lexical >= 0.9 && self.cosine >= 0.9
     }
 
     /// The value of one model input, `None` when the signal it needs was not given.
@@ -637,6 +659,26 @@ mod tests {
             0.8,
             PathRelation::Unknown,
         )
+    }
+
+    #[test]
+    fn words_past_the_compared_ones_do_not_change_the_signals() {
+        let start: Vec<String> = (0..COMPARED_WORDS).map(|i| format!("word{i}")).collect();
+        let start = start.join(" ");
+        let long_a = format!("{start} {}", "alpha beta gamma ".repeat(5000));
+        let long_b = format!("{start} {}", "delta epsilon zeta ".repeat(5000));
+        let pair = |da: &str, db: &str| {
+            let a = ItemText { title: "Design notes", description: da };
+            let b = ItemText { title: "Design notes", description: db };
+            PairFeatures::new(a, b, 0.8, PathRelation::Unknown)
+        };
+        let long = pair(&long_a, &long_b);
+        let short = pair(&start, &start);
+        assert_eq!(long.vector(), short.vector());
+        assert!(long.only_a.is_empty() && long.only_b.is_empty(), "{long:?}");
+        // within the compared words, a difference counts
+        let differs = pair(&start, &format!("{} other", &start[..start.rfind(' ').unwrap_or(0)]));
+        assert_ne!(differs.vector(), short.vector());
     }
 
     #[test]
