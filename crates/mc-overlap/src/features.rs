@@ -108,11 +108,7 @@ impl std::fmt::Debug for Signals<'_> {
 /// lower-cased, each once. A server embeds those it has not cached yet.
 pub fn content_words(item: ItemText<'_>) -> Vec<String> {
     let mut seen = BTreeSet::new();
-    tokens(&item.compared_text())
-        .iter()
-        .map(word_key)
-        .filter(|k| seen.insert(k.clone()))
-        .collect()
+    tokens(&item.compared_text()).iter().map(word_key).filter(|k| seen.insert(k.clone())).collect()
 }
 
 /// The word a token's vector is looked up by: its spelling (stems such as `cach` embed badly),

@@ -220,25 +220,56 @@ impl RecentVectors {
 
 /// Embeds one text within the deadline; `Err` carries the warning to show.
 pub async fn embed_now(semantic: Option<&Semantic>, text: &str) -> Result<(String, Vec<f32>), String> {
+    let (model, mut vectors) = embed_texts(semantic, &[text]).await?;
+    let vector = vectors.pop().ok_or("the embedder returned no vector; only text signals were used")?;
+    Ok((model, vector))
+}
+
+/// Embeds texts within the deadline, in one call for those not embedded lately; `Err` carries
+/// the warning to show.
+pub async fn embed_texts(semantic: Option<&Semantic>, texts: &[&str]) -> Result<(String, Vec<Vec<f32>>), String> {
     let Some(s) = semantic else { return Err("no embedder is configured; only text signals were used".into()) };
     // kept by the text's hash: a doc's text can be 256 KiB, and 512 of them would be 128 MiB
-    let key = mc_domain::ledger::sha256_hex(text.as_bytes());
+    let keys: Vec<String> = texts.iter().map(|t| mc_domain::ledger::sha256_hex(t.as_bytes())).collect();
     let model = s.embedder.model_id().to_owned();
-    if let Some(v) = s.recent.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok((model, v));
-    }
-    match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(&[text.to_owned()])).await {
-        Ok(Ok(mut v)) if v.len() == 1 => {
-            let vector = v.remove(0);
-            s.recent.lock().unwrap_or_else(|p| p.into_inner()).put(key, vector.clone());
-            Ok((model, vector))
+    let mut vectors: Vec<Option<Vec<f32>>> = {
+        let mut recent = s.recent.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().map(|k| recent.get(k)).collect()
+    };
+    let missing: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
+    if !missing.is_empty() {
+        let inputs: Vec<String> = missing.iter().map(|&i| texts[i].to_owned()).collect();
+        match tokio::time::timeout(EMBED_DEADLINE, s.embedder.embed(&inputs)).await {
+            Ok(Ok(made)) if made.len() == inputs.len() => {
+                let mut recent = s.recent.lock().unwrap_or_else(|p| p.into_inner());
+                for (&i, vector) in missing.iter().zip(made) {
+                    recent.put(keys[i].clone(), vector.clone());
+                    vectors[i] = Some(vector);
+                }
+            }
+            Ok(Ok(_)) => return Err("the embedder returned no vector; only text signals were used".into()),
+            Ok(Err(e)) => return Err(format!("{e}; only text signals were used")),
+            Err(_) => {
+                return Err(format!(
+                    "the embedder did not answer within {} s; only text signals were used",
+                    EMBED_DEADLINE.as_secs()
+                ));
+            }
         }
-        Ok(Ok(_)) => Err("the embedder returned no vector; only text signals were used".into()),
-        Ok(Err(e)) => Err(format!("{e}; only text signals were used")),
-        Err(_) => Err(format!(
-            "the embedder did not answer within {} s; only text signals were used",
-            EMBED_DEADLINE.as_secs()
-        )),
+    }
+    Ok((model, vectors.into_iter().flatten().collect()))
+}
+
+/// The cosine of the draft's title with each of `titles` (docs are judged by their titles too,
+/// see [`ScorerModel::judge_doc`]); all `None` when they cannot be embedded now.
+async fn title_cosines(semantic: Option<&Semantic>, draft_title: &str, titles: &[&str]) -> Vec<Option<f32>> {
+    if titles.is_empty() {
+        return Vec::new();
+    }
+    let texts: Vec<&str> = std::iter::once(draft_title).chain(titles.iter().copied()).collect();
+    match embed_texts(semantic, &texts).await {
+        Ok((_, v)) if v.len() == texts.len() => v[1..].iter().map(|t| Some(cosine(&v[0], t))).collect(),
+        Ok(_) | Err(_) => vec![None; titles.len()],
     }
 }
 
@@ -325,7 +356,7 @@ pub async fn check(
             (None, Some((model, v))) => store.task_embedding(task.id, model).await?.map(|tv| cosine(v, &tv)),
             (None, None) => None,
         };
-        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::task(&task), cos) {
+        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::task(&task), cos, None) {
             blocking |= blocks;
             suggestions.push(suggestion);
         }
@@ -378,25 +409,41 @@ impl<'a> Candidate<'a> {
             kluster_id: d.kluster_id,
         }
     }
+
+    /// Docs and artifacts are judged by their titles as well as their whole texts.
+    fn is_doc(&self) -> bool {
+        self.kind != "task"
+    }
 }
 
 /// Judges one existing item against the draft: a suggestion if they overlap, and whether it
 /// blocks creation.
+///
+/// `cos` is the cosine of the two texts' vectors; for a doc, `title_cos` is that of the titles'.
+/// Without vectors, the lexical overlap stands in for semantic similarity (degraded mode).
 fn judge(
     scorer: &ScorerModel,
     draft: &Draft,
     draft_globs: &[Glob],
     item: Candidate<'_>,
     cos: Option<f32>,
+    title_cos: Option<f32>,
 ) -> Option<(OverlapSuggestion, bool)> {
     let globs: Vec<Glob> = item.paths.iter().filter_map(|p| Glob::parse(p).ok()).collect();
     let a = ItemText { title: item.title, description: item.description };
     let b = ItemText { title: &draft.title, description: &draft.description };
     let paths = path_relation(&globs, draft_globs);
-    let mut features = PairFeatures::new(a, b, 0.0, paths);
-    // without vectors, the lexical overlap stands in for semantic similarity (degraded mode)
+    let mut features = PairFeatures::new(a, b, 0.0, paths.clone());
     features.cosine = cos.unwrap_or(features.lexical);
-    let verdict = scorer.judge(&features);
+    let verdict = if item.is_doc() {
+        let a = ItemText { title: item.title, description: "" };
+        let b = ItemText { title: &draft.title, description: "" };
+        let mut titles = PairFeatures::new(a, b, 0.0, paths);
+        titles.cosine = title_cos.unwrap_or(titles.lexical);
+        scorer.judge_doc(&titles, &features)
+    } else {
+        scorer.judge(&features)
+    };
     let relation = verdict.relation?;
     let mut reasons = verdict.reasons;
     let mut score = verdict.score;
@@ -536,16 +583,22 @@ impl<T: Admitted> Ticket<T> {
         let scorer = scorer_of(semantic);
         let draft_globs = parse_globs(&draft.paths)?;
         let mut found = false;
-        for (_, item, v) in recent.created.iter().filter(|(n, _, _)| *n >= self.seen) {
+        let unseen: Vec<_> = recent
+            .created
+            .iter()
+            .filter(|(n, item, _)| *n >= self.seen && !outcome.suggestions.iter().any(|s| s.id == item.candidate().id))
+            .collect();
+        let doc_titles: Vec<&str> =
+            unseen.iter().map(|(_, item, _)| item.candidate()).filter(|c| c.is_doc()).map(|c| c.title).collect();
+        let mut title_cos = title_cosines(semantic, &draft.title, &doc_titles).await.into_iter();
+        for (_, item, v) in unseen {
             let cos = match (&outcome.vector, v) {
                 (Some((ma, a)), Some((mb, b))) if ma == mb => Some(cosine(a, b)),
                 _ => None,
             };
             let candidate = item.candidate();
-            if outcome.suggestions.iter().any(|s| s.id == candidate.id) {
-                continue;
-            }
-            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, candidate, cos) {
+            let title_cos = if candidate.is_doc() { title_cos.next().flatten() } else { None };
+            if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, candidate, cos, title_cos) {
                 outcome.blocking |= blocks;
                 outcome.suggestions.push(suggestion);
                 found = true;
@@ -776,8 +829,10 @@ pub async fn check_doc(store: &dyn Store, semantic: Option<&Semantic>, draft: &D
     let scorer = scorer_of(semantic);
     let mut suggestions = Vec::new();
     let mut blocking = false;
-    for (doc, cos) in candidates.values() {
-        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::doc(doc), *cos) {
+    let titles: Vec<&str> = candidates.values().map(|(d, _)| d.title.as_str()).collect();
+    let title_cos = title_cosines(semantic, &draft.title, &titles).await;
+    for ((doc, cos), title_cos) in candidates.values().zip(title_cos.into_iter().chain(std::iter::repeat(None))) {
+        if let Some((suggestion, blocks)) = judge(&scorer, draft, &draft_globs, Candidate::doc(doc), *cos, title_cos) {
             blocking |= blocks;
             suggestions.push(suggestion);
         }

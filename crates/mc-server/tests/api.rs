@@ -1038,6 +1038,77 @@ async fn docs_are_checked_for_overlap_versioned_and_searched() {
     assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
 }
 
+/// With the bundled model: docs are judged by their titles as well as their contents. Docs
+/// written from one template about different subjects are related (not duplicates), two
+/// meetings' notes under one title are written, and the same report filed again with one figure
+/// changed is refused; a long body is judged by its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_from_one_template_are_related_and_a_refiled_doc_is_refused() {
+    let app =
+        App::spawn_full(Arc::new(SystemClock), 1024 * 1024, Some(Arc::new(mc_embed::PocketEmbedder::new()))).await;
+    let k = app.kluster().await;
+    let report = |target: &str, p99: u32, finding: &str| {
+        format!(
+            "# Summary\nWe ran a load test against the {target} with k6 for 30 minutes at 500 requests per second.\n\
+             # Results\np50 latency was 42 ms and p99 was {p99} ms. The error rate stayed below 0.1%.\n\
+             # Findings\n{finding}\n# Next steps\nRepeat the test after the fix lands and compare the p99."
+        )
+    };
+    let checkout =
+        report("checkout API", 310, "The p99 spikes come from the payment provider call, which has no timeout.");
+    let (s, first) = app
+        .post("/api/v1/docs", json!({"kluster_id": k, "title": "Load test report: checkout API", "body": checkout}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let search = report("search API", 95, "Search holds up; the index fits in memory and the cache hit rate is 92%.");
+    let (s, other) = app
+        .post("/api/v1/docs", json!({"kluster_id": k, "title": "Load test report: search API", "body": search}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other}");
+    let suggestion = &other["overlap_suggestions"][0];
+    assert_eq!((suggestion["id"].as_str(), suggestion["relation"].as_str()), (first["id"].as_str(), Some("related")));
+    assert!(suggestion["reasons"].to_string().contains("titles: "), "{suggestion}");
+
+    // one title, two meetings
+    let notes = [
+        "Attendees: platform and payments. Decided to freeze the payments API until the PCI audit ends. \
+         Platform will upgrade the Kubernetes clusters next week.",
+        "Attendees: mobile and design. The new onboarding screens are ready for review. \
+         Mobile release 4.2 slips a week because of a crash on Android 12.",
+    ];
+    let (s, a) =
+        app.post("/api/v1/docs", json!({"kluster_id": k, "title": "Weekly sync notes", "body": notes[0]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let (s, b) =
+        app.post("/api/v1/docs", json!({"kluster_id": k, "title": "Weekly sync notes", "body": notes[1]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let same_title = b["overlap_suggestions"]
+        .as_array()
+        .expect("suggestions")
+        .iter()
+        .find(|x| x["id"] == a["id"])
+        .unwrap_or_else(|| panic!("the other notes are suggested: {b}"));
+    assert_eq!(same_title["relation"], "related", "{same_title}");
+    assert!(same_title["reasons"].to_string().contains("contents differ"), "{same_title}");
+
+    // the checkout report again, one figure changed: refused, naming it
+    let again = checkout.replace("310 ms", "320 ms");
+    let (s, refused) = app
+        .post("/api/v1/docs", json!({"kluster_id": k, "title": "Load test report: checkout API", "body": again}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"]["details"]["overlap_suggestions"][0]["id"], first["id"], "{refused}");
+
+    // a body of 200 KB: its start is compared, the rest is kept
+    let long = "http_req_duration{name=search} avg=18ms p(99)=95ms\n".repeat(4000);
+    let (s, big) = app
+        .post("/api/v1/docs", json!({"kluster_id": k, "kind": "artifact", "title": "Raw k6 output", "body": long}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{}", big.to_string().chars().take(400).collect::<String>());
+    let (_, got) = app.get(&format!("/api/v1/docs/{}", big["id"].as_str().expect("id"))).await;
+    assert_eq!(got["body"].as_str().map(str::len), Some(long.len()));
+}
+
 /// With the bundled model: a hit found by meaning alone is shown only above the scorer's search
 /// floor, so an off-topic query finds nothing instead of the least unlike tasks, while a query in
 /// other words than the task still finds it.
