@@ -297,15 +297,6 @@ pub struct Calibration {
     pub holdout: Figures,
 }
 
-/// Log-odds margin of a calibrated scorer's block threshold over the most confident out-of-fold
-/// non-duplicate (shipped scorers use [`Options::default`]'s 0.5). A calibrated scorer is fitted
-/// for a model nobody has looked at, and a wrong block refuses work that should go ahead, so it
-/// blocks only far beyond anything it saw that was not a duplicate. Measured by 10 times repeated
-/// 5-fold cross-validation on the calibration pairs with plain texts: at 0.5 the bundled model
-/// wrongly blocked 1 of 3470 judgements and all-MiniLM-L6-v2 11; at 2.0 neither blocked a
-/// non-duplicate, and they still blocked 153 and 33 duplicates.
-pub const CALIBRATED_BLOCK_MARGIN: f32 = 2.0;
-
 /// Fits the scorer for `embedder_id` on the calibration split of `pairs`, whose cosines by that
 /// embedder (of [`texts_to_embed`]) are `cosines`, and measures it on both splits.
 pub fn calibrate(embedder_id: &str, pairs: Vec<LabelledPair>, cosines: &[f32]) -> Result<Calibration, String> {
@@ -317,7 +308,7 @@ pub fn calibrate(embedder_id: &str, pairs: Vec<LabelledPair>, cosines: &[f32]) -
         return Err("too few labelled pairs of some kind to calibrate on (10 of each are needed)".into());
     }
     let features = Feature::BASE.to_vec();
-    let options = Options { block_margin: CALIBRATED_BLOCK_MARGIN, ..Options::default() };
+    let options = Options::default();
     let variant = fit::fit_variant(features.clone(), &examples(&cal, &features), &options);
     let model = ScorerModel {
         embedder: embedder_id.to_owned(),

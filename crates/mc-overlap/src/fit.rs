@@ -43,14 +43,21 @@ pub struct Options {
     pub rate: f32,
     /// Folds for the out-of-fold predictions that choose the thresholds.
     pub folds: usize,
-    /// Out-of-fold duplicate precision the duplicate threshold must keep.
+    /// Out-of-fold duplicate precision the duplicate threshold must keep. 0.91 by default:
+    /// chosen by 10 times repeated cross-validation on the calibration pairs once they held
+    /// related pairs worded apart (`same_component`); at 0.93 the bundled model's recall fell to
+    /// 0.81, at 0.91 it was 0.86 with precision 0.92 (all-MiniLM-L6-v2: 0.88 and 0.91).
     pub min_precision: f32,
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     pub surface_margin: f32,
     /// Log-odds margin of the lone-duplicate threshold over the unrelated pair the duplicate
     /// classifier is most sure of (`None`: no such threshold).
     pub lone_margin: Option<f32>,
-    /// Log-odds margin of the block threshold over the most confident non-duplicate.
+    /// Log-odds margin of the block threshold over the most confident non-duplicate. 2.0 by
+    /// default: a wrong block refuses work that should go ahead, so a scorer blocks only far
+    /// beyond anything it saw that was not a duplicate (texts that differ in nothing but wording
+    /// block whatever the threshold). In 10 times repeated cross-validation on the calibration
+    /// pairs, all-MiniLM-L6-v2 wrongly blocked 2 of 4030 judgements at 1.5 and none at 2.0.
     pub block_margin: f32,
 }
 
@@ -63,10 +70,10 @@ impl Default for Options {
             depth: 2,
             rate: 0.1,
             folds: 5,
-            min_precision: 0.93,
+            min_precision: 0.91,
             surface_margin: 0.25,
             lone_margin: Some(0.25),
-            block_margin: 0.5,
+            block_margin: 2.0,
         }
     }
 }

@@ -95,7 +95,9 @@ pub struct Variant {
     pub duplicate: Classifier,
     /// `p_duplicate` at or above which the relation is `duplicate`.
     pub duplicate_threshold: f32,
-    /// `p_duplicate` at or above which creation is refused without `acknowledge_overlap`.
+    /// `p_duplicate` at or above which creation is refused without `acknowledge_overlap`; texts
+    /// that differ in nothing but wording are refused whatever it is, unless it is infinite
+    /// (a scorer that refuses nothing).
     pub block_threshold: f32,
     pub surface: Classifier,
     /// `p_surface` at or above which an item is surfaced as `related`.
@@ -160,8 +162,10 @@ impl Variant {
     pub fn judge(&self, f: &PairFeatures) -> Option<Verdict> {
         let x = f.values(&self.features)?;
         let mut p_dup = self.duplicate.probability(&x);
-        // Nothing differs between the two texts but wording: that is the same work.
-        if f.same_work() {
+        // Nothing differs between the two texts but wording: that is the same work, and it
+        // blocks whatever the block threshold (an agent filing the same task again).
+        let same_work = f.same_work();
+        if same_work {
             p_dup = p_dup.max(0.99);
         }
         let p_surface = self.surface.probability(&x);
@@ -183,7 +187,10 @@ impl Variant {
             score,
             p_duplicate: p_dup,
             p_surface,
-            blocks: relation == Some(Relation::Duplicate) && p_dup >= self.block_threshold,
+            // an infinite threshold (a scorer that must not refuse anything) blocks nothing
+            blocks: relation == Some(Relation::Duplicate)
+                && self.block_threshold.is_finite()
+                && (same_work || p_dup >= self.block_threshold),
             reasons: reasons(f, relation),
         })
     }

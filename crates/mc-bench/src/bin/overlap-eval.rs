@@ -71,7 +71,7 @@ struct Args {
     #[arg(long, default_value_t = 0.1)]
     rate: f32,
     /// Out-of-fold duplicate precision the fitted duplicate threshold keeps.
-    #[arg(long, default_value_t = 0.93)]
+    #[arg(long, default_value_t = 0.91)]
     target_precision: f32,
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     #[arg(long, default_value_t = 0.25)]
@@ -81,7 +81,7 @@ struct Args {
     #[arg(long, default_value_t = 0.25)]
     lone_margin: f32,
     /// Log-odds margin of the block threshold over the most confident non-duplicate.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 2.0)]
     block_margin: f32,
     /// Fit no lone-duplicate threshold (for ablations).
     #[arg(long)]
