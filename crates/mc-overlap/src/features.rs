@@ -17,10 +17,12 @@ pub struct ItemText<'a> {
     pub description: &'a str,
 }
 
-/// How many words of a description the text signals read: about what the bundled model sees
-/// of a text (128 WordPiece tokens), and a bound on their cost, since they compare every word of
-/// one text with every word of the other (two 64 KiB descriptions took seconds a pair).
-pub const COMPARED_WORDS: usize = 100;
+/// How many words of a description the text signals read: as many as the labelled pairs the
+/// scorer was calibrated on have (their descriptions are one short sentence, at most 28 words;
+/// over a doc's whole body, shared common words made unrelated docs look related), and a bound
+/// on their cost, since they compare every word of one text with every word of the other (two
+/// 64 KiB descriptions took seconds a pair).
+pub const COMPARED_WORDS: usize = 30;
 
 impl ItemText<'_> {
     /// What gets embedded: the title, then the description.
@@ -37,6 +39,17 @@ impl ItemText<'_> {
             text.push_str(word);
         }
         text
+    }
+}
+
+/// What a doc's title says the doc is about: the part after a leading label of at most five
+/// words and a colon ("Runbook: Redis memory alert", "ADR 7: Kafka as the event bus", "Load test
+/// report: search API"), else the whole title. Docs written from one template share the label,
+/// so it says nothing about whether they are the same doc.
+pub fn doc_subject(title: &str) -> &str {
+    match title.split_once(": ") {
+        Some((label, rest)) if !rest.trim().is_empty() && label.split_whitespace().count() <= 5 => rest.trim(),
+        _ => title,
     }
 }
 
@@ -655,6 +668,18 @@ mod tests {
             0.8,
             PathRelation::Unknown,
         )
+    }
+
+    #[test]
+    fn a_doc_subject_leaves_out_a_short_label() {
+        assert_eq!(doc_subject("Runbook: Redis memory alert"), "Redis memory alert");
+        assert_eq!(doc_subject("ADR 7: PostgreSQL as the primary database"), "PostgreSQL as the primary database");
+        assert_eq!(doc_subject("What to do when Redis runs out of memory"), "What to do when Redis runs out of memory");
+        // not a label: too long before the colon, nothing after it, or no space after it
+        let long = "When the nightly export to the warehouse fails: retry it";
+        assert_eq!(doc_subject(long), long);
+        assert_eq!(doc_subject("Notes: "), "Notes: ");
+        assert_eq!(doc_subject("See https://example.com/x"), "See https://example.com/x");
     }
 
     #[test]

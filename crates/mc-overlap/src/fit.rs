@@ -36,7 +36,10 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub kind: Kind,
-    /// Ridge penalty of the logistic model (on the summed, class-balanced loss).
+    /// Ridge penalty of the logistic model (on the summed, class-balanced loss). 0.3 by default:
+    /// in 10 times repeated CV on the 403 calibration pairs it surfaced more duplicates than 1.0
+    /// at the same precision and recall (bundled 0.953 against 0.943; all-MiniLM-L6-v2 0.958
+    /// against 0.953, and no unrelated pair against 3 of 830).
     pub l2: f32,
     pub rounds: usize,
     pub depth: usize,
@@ -65,7 +68,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             kind: Kind::Logistic,
-            l2: 1.0,
+            l2: 0.3,
             rounds: 150,
             depth: 2,
             rate: 0.1,

@@ -12,5 +12,7 @@ pub mod model;
 pub mod text;
 pub mod thesaurus;
 
-pub use features::{Feature, ItemText, PairFeatures, PathRelation, Signals, WordVectors, content_words, path_relation};
+pub use features::{
+    Feature, ItemText, PairFeatures, PathRelation, Signals, WordVectors, content_words, doc_subject, path_relation,
+};
 pub use model::{Relation, ScorerModel, Verdict, shipped_for};

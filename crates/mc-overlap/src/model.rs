@@ -230,8 +230,9 @@ impl ScorerModel {
     }
 
     /// Judges two docs (or artifacts). The scorer was calibrated on short task texts, and a
-    /// doc's title is one: it names what the doc is about, so the titles are judged as tasks
-    /// are. The whole texts (title and the start of the body) say whether the contents agree.
+    /// doc's title is one: it names what the doc is about, so the titles (their
+    /// [subjects](crate::doc_subject)) are judged as tasks are. The whole texts (title and the
+    /// start of the body) say whether the contents agree.
     /// Docs written from one template share most of their words while their titles name other
     /// subjects ("Load test report: checkout API" and "… search API"), and two meetings'
     /// notes can share a title: a doc is a duplicate only when both judgements say so, and

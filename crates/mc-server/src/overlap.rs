@@ -13,7 +13,7 @@ use mc_domain::{Doc, DocKind, KlusterId, MissionId, Task, TaskId, TaskStatus};
 use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
 use mc_overlap::text::tokens;
-use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, path_relation};
+use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, doc_subject, path_relation};
 use mc_store::{DocEmbedded, Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
 use serde_json::json;
 
@@ -260,13 +260,14 @@ pub async fn embed_texts(semantic: Option<&Semantic>, texts: &[&str]) -> Result<
     Ok((model, vectors.into_iter().flatten().collect()))
 }
 
-/// The cosine of the draft's title with each of `titles` (docs are judged by their titles too,
-/// see [`ScorerModel::judge_doc`]); all `None` when they cannot be embedded now.
+/// The cosine of the subject of the draft's title with that of each of `titles` (docs are judged
+/// by their titles too, see [`ScorerModel::judge_doc`] and [`doc_subject`]); all `None` when they
+/// cannot be embedded now.
 async fn title_cosines(semantic: Option<&Semantic>, draft_title: &str, titles: &[&str]) -> Vec<Option<f32>> {
     if titles.is_empty() {
         return Vec::new();
     }
-    let texts: Vec<&str> = std::iter::once(draft_title).chain(titles.iter().copied()).collect();
+    let texts: Vec<&str> = std::iter::once(draft_title).chain(titles.iter().copied()).map(doc_subject).collect();
     match embed_texts(semantic, &texts).await {
         Ok((_, v)) if v.len() == texts.len() => v[1..].iter().map(|t| Some(cosine(&v[0], t))).collect(),
         Ok(_) | Err(_) => vec![None; titles.len()],
@@ -436,8 +437,8 @@ fn judge(
     let mut features = PairFeatures::new(a, b, 0.0, paths.clone());
     features.cosine = cos.unwrap_or(features.lexical);
     let verdict = if item.is_doc() {
-        let a = ItemText { title: item.title, description: "" };
-        let b = ItemText { title: &draft.title, description: "" };
+        let a = ItemText { title: doc_subject(item.title), description: "" };
+        let b = ItemText { title: doc_subject(&draft.title), description: "" };
         let mut titles = PairFeatures::new(a, b, 0.0, paths);
         titles.cosine = title_cos.unwrap_or(titles.lexical);
         scorer.judge_doc(&titles, &features)

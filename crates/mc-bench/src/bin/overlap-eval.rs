@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, value_enum, default_value = "logistic")]
     kind: KindArg,
     /// Ridge penalty of the logistic model.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.3)]
     l2: f32,
     /// Boosting rounds, tree depth and learning rate of the trees.
     #[arg(long, default_value_t = 150)]
@@ -507,8 +507,8 @@ fn evaluate(set: &[&Scored], judge: impl Fn(&Scored) -> Verdict, verbose: bool) 
     f
 }
 
-/// Judges doc pairs as the server does: the titles alone, with the cosine of their vectors, and
-/// the whole texts; prints the figures over all pairs (and, with `verbose`, every misjudged one).
+/// Judges doc pairs as the server does: the titles' subjects alone, with the cosine of their
+/// vectors, and the whole texts; prints the figures over all pairs (and, with `verbose`, every misjudged one).
 async fn judge_docs(
     embedder: &dyn Embedder,
     pairs: Vec<Pair>,
@@ -520,6 +520,8 @@ async fn judge_docs(
         .iter()
         .map(|p| {
             let mut p = p.clone();
+            p.a.title = mc_overlap::doc_subject(&p.a.title).to_owned();
+            p.b.title = mc_overlap::doc_subject(&p.b.title).to_owned();
             p.a.description.clear();
             p.b.description.clear();
             p
