@@ -70,8 +70,8 @@ BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys
 
 echo "== benchmark smoke runs (small sizes; real figures: see README)"
 "$BIN/mc-bench" --preload 300 --creates 300 --samples 50 --klusters 3
-"$BIN/search-bench" --tasks 300 --missions 2 --pool 60 --samples 20
-"$BIN/search-bench" --tasks 300 --missions 2 --pool 60 --samples 20 --postgres
+"$BIN/search-bench" --tasks 300 --missions 2 --pool 60 --samples 20 --docs 50
+"$BIN/search-bench" --tasks 300 --missions 2 --pool 60 --samples 20 --docs 50 --postgres
 "$BIN/mcp-bench" --tasks 300 --samples 50 --starts 10   # drives the real `mc mcp`
 
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"

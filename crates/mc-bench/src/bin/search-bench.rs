@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
+use mc_domain::doc::{NewDoc, RawDocFields};
 use mc_domain::input::{NewKluster, NewMission, NewTask, RawTaskFields};
-use mc_domain::{Actor, Clock, SystemClock};
+use mc_domain::{Actor, Clock, Doc, DocKind, SystemClock};
 use mc_embed::EmbedderConfig;
-use mc_store::{Embedded, Store, WriteCtx};
+use mc_store::{DocEmbedded, Embedded, Store, WriteCtx};
 use mc_store_sqlite::{SqliteConfig, SqliteStore};
 use serde_json::{Value, json};
 
@@ -44,6 +45,19 @@ struct Args {
     /// Measure PostgreSQL in a throwaway cluster (binaries from MC_PG_BIN; see scripts/pg.sh).
     #[arg(long, conflicts_with = "database_url")]
     postgres: bool,
+    /// Docs stored in the first mission for the doc overlap check (0: not measured).
+    #[arg(long, default_value_t = 1_000)]
+    docs: usize,
+}
+
+/// Leading labels of generated doc titles (a doc's title is judged by what follows the label).
+const DOC_LABELS: &[&str] = &["Runbook", "Design", "Load test report", "ADR", "Postmortem"];
+
+/// A generated doc: a labelled title and a body of a dozen task-like sentences (about 100 words).
+fn doc_text(i: usize) -> (String, String) {
+    let title = format!("{}: {}", DOC_LABELS[i % DOC_LABELS.len()], self::title(i * 11 + 1));
+    let body: Vec<String> = (0..12).map(|j| format!("{}.", self::title(i * 31 + j * 17 + 2))).collect();
+    (title, body.join(" "))
 }
 
 const VERBS: &[&str] = &[
@@ -322,8 +336,61 @@ async fn run() -> Result<()> {
     line("  of which: store full-text query", store_text);
     line("  of which: store hybrid query", store_hybrid);
     line("  of which: scoring 20 candidates", scoring);
+    if args.docs > 0 {
+        let checks = doc_checks(&args, store.as_ref(), embedder.as_ref(), &http, &base, k0).await?;
+        println!("\n== {} docs in one mission ==", args.docs);
+        line("doc overlap check (incl. embedding)", checks);
+    }
     server.shutdown().await?;
     Ok(())
+}
+
+/// Stores `args.docs` docs with vectors in the kluster's mission, then times overlap checks of
+/// new doc drafts over HTTP: the draft's text and the subjects of its candidates' titles are
+/// embedded inside the request (titles seen lately come from the server's cache).
+async fn doc_checks(
+    args: &Args,
+    store: &dyn Store,
+    embedder: &dyn mc_embed::Embedder,
+    http: &reqwest::Client,
+    base: &str,
+    kluster: mc_domain::KlusterId,
+) -> Result<Vec<Duration>> {
+    let t0 = Instant::now();
+    let mut docs = Vec::new();
+    for i in 0..args.docs {
+        let (title, body) = doc_text(i);
+        let raw = RawDocFields { title: Some(&title), body: Some(&body), paths: None };
+        docs.push(store.create_doc(&admin(), NewDoc::parse(None, Some(kluster), DocKind::Doc, raw)?).await?.value);
+    }
+    let texts: Vec<String> = docs.iter().map(Doc::embedding_text).collect();
+    let vectors = embedder.embed(&texts).await?;
+    let items = docs
+        .iter()
+        .zip(&texts)
+        .zip(vectors)
+        .map(|((d, text), vector)| DocEmbedded {
+            doc_id: d.id,
+            text_hash: mc_domain::ledger::sha256_hex(text.as_bytes()),
+            vector,
+        })
+        .collect();
+    store.put_doc_embeddings(embedder.model_id(), items).await?;
+    println!("stored {} docs with vectors in {:.1} s", args.docs, t0.elapsed().as_secs_f64());
+    let mut checks = Vec::new();
+    for i in 0..args.samples {
+        let (title, body) = doc_text(args.docs + i);
+        let draft = json!({"kluster_id": kluster, "kind": "doc", "title": format!("{title} (request {i})"), "description": body});
+        let t = Instant::now();
+        let r = http.post(format!("{base}/api/v1/overlap")).bearer_auth("bench").json(&draft).send().await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        checks.push(t.elapsed());
+        if !status.is_success() || v.get("warnings").is_some() {
+            bail!("doc overlap check failed or degraded: {status} {v}");
+        }
+    }
+    Ok(checks)
 }
 
 fn urlencode(s: &str) -> String {
