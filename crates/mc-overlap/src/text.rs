@@ -417,10 +417,20 @@ pub(crate) fn map_words(
     out
 }
 
-/// What an embedder is given for a text (a title, then its description): known acronyms followed
-/// by their expansion, after synonyms were replaced by the word of their thesaurus group when
-/// `canonical` (see [`crate::thesaurus::canonical`]).
+/// How much of a text an embedder is given: 32 KiB, about the 8,000-token window of the largest
+/// hosted embedding models (the in-process ones read 128 or 256 tokens). Preparing a 120 KB doc
+/// body whole for a model that reads its first 128 tokens cost tens of milliseconds.
+pub const EMBEDDED_BYTES: usize = 32 * 1024;
+
+/// What an embedder is given for a text (a title, then its description): its first
+/// [`EMBEDDED_BYTES`], known acronyms followed by their expansion, after synonyms were replaced by
+/// the word of their thesaurus group when `canonical` (see [`crate::thesaurus::canonical`]).
 pub fn embedding_input(text: &str, canonical: bool) -> String {
+    let mut end = text.len().min(EMBEDDED_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let text = &text[..end];
     if canonical { expand_acronyms(&crate::thesaurus::canonical(text)) } else { expand_acronyms(text) }
 }
 
@@ -896,6 +906,17 @@ pub fn norm_set(tokens: &[Token]) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_embedder_is_given_at_most_the_first_32_kib() {
+        // "é" straddles the bound: the cut falls before it, on a character boundary
+        let long = format!("{}aé{}", "a ".repeat(EMBEDDED_BYTES / 2 - 1), "b ".repeat(1000));
+        let given = embedding_input(&long, false);
+        assert_eq!(given.len(), EMBEDDED_BYTES - 1);
+        assert!(!given.contains('é') && !given.contains('b'), "the rest is left out");
+        let short = "Rotate the signing keys";
+        assert_eq!(embedding_input(short, false), short);
+    }
 
     fn norms(s: &str) -> Vec<String> {
         tokens(s).into_iter().map(|t| t.norm).collect()

@@ -797,15 +797,18 @@ pub async fn search_docs(
 /// Most docs with declared paths compared glob by glob.
 const DOC_PATH_CANDIDATES: usize = 500;
 
-/// Overlap of a new doc or artifact with the docs of its mission (of either kind): the same
-/// signals and scorer as for tasks, over the title and the body.
+/// Overlap of a new doc or artifact with the docs of its mission (of either kind), judged by
+/// [`ScorerModel::judge_doc`]. Candidates come from the vector of the whole text and from full
+/// text over what the scorer reads of it (the title and the body's first words): a query of every
+/// word of a 120 KB draft took 136 ms against 200 docs of that size.
 pub async fn check_doc(store: &dyn Store, semantic: Option<&Semantic>, draft: &Draft) -> Result<Outcome, ApiError> {
     let text = embedding_text(&draft.title, &draft.description);
     let mut warnings = Vec::new();
     let vector = embed_now(semantic, &text).await.map_err(|w| warnings.push(w)).ok();
     let filter = SearchFilter { mission_id: Some(draft.mission_id), ..Default::default() };
     let query = vector.as_ref().map(|(model, v)| VectorQuery { model: model.clone(), vector: v.clone() });
-    let request = SearchRequest { text: text.clone(), vector: query, filter, limit: CANDIDATES };
+    let compared = ItemText { title: &draft.title, description: &draft.description }.compared_text();
+    let request = SearchRequest { text: compared, vector: query, filter, limit: CANDIDATES };
     let mut candidates: HashMap<String, (Doc, Option<f32>)> = store
         .search_docs(&request, None)
         .await?

@@ -135,7 +135,10 @@ fn text_candidates<T: Scanned>(c: &Connection, req: &SearchRequest, conds: &[Con
 }
 
 /// Nearest entities by cosine, among those whose stored vector is of `model` and still matches
-/// their text.
+/// their text. Distances are ranked over ids alone, and only the nearest rows are read whole: a
+/// doc's body can be 256 KiB, and sorting every row of a mission with its body is slow. An entity
+/// that keeps the hash of its text is checked against it in SQL (from an index that holds it),
+/// others by hashing their text here.
 fn vector_candidates<T: Scanned>(
     c: &Connection,
     model: &str,
@@ -143,18 +146,24 @@ fn vector_candidates<T: Scanned>(
     conds: &[Cond],
     n: usize,
 ) -> Result<Vec<(T, f32)>> {
-    let Tables { entity, columns, key, embeddings, .. } = T::TABLES;
-    let mut sql = format!(
-        "SELECT {}, e.text_hash, vec_distance_cosine(e.vector, ?1) AS d FROM {embeddings} e \
-         JOIN {entity} x ON x.id = e.{key} WHERE e.model = ?2 AND e.dim = ?3",
-        prefixed(columns, "x")
+    let Tables { entity, columns, key, embeddings, text_hash: kept, .. } = T::TABLES;
+    let mut inner = format!(
+        "SELECT e.{key} AS id, e.text_hash, vec_distance_cosine(e.vector, ?1) AS d FROM {embeddings} e \
+         JOIN {entity} x ON x.id = e.{key} WHERE e.model = ?2 AND e.dim = ?3"
     );
+    if let Some(col) = kept {
+        inner.push_str(&format!(" AND e.text_hash = x.{col}"));
+    }
     let mut args = vec![Value::Blob(blob(v)), Value::Text(model.to_owned()), Value::Integer(v.len() as i64)];
     for cond in conds {
         args.push(Value::Text(cond.value.clone()));
-        sql.push_str(&format!(" AND x.{} = ?{}", cond.column, args.len()));
+        inner.push_str(&format!(" AND x.{} = ?{}", cond.column, args.len()));
     }
-    sql.push_str(&format!(" ORDER BY d LIMIT {}", n * 2));
+    inner.push_str(&format!(" ORDER BY d LIMIT {}", n * 2));
+    let sql = format!(
+        "SELECT {}, v.text_hash, v.d FROM ({inner}) v JOIN {entity} x ON x.id = v.id ORDER BY v.d",
+        prefixed(columns, "x")
+    );
     let cols = ncols::<T>();
     let rows: Vec<(T, String, f64)> = c
         .prepare_cached(&sql)
@@ -165,7 +174,7 @@ fn vector_candidates<T: Scanned>(
         .map_err(db_err)?;
     Ok(rows
         .into_iter()
-        .filter(|(x, hash, _)| *hash == text_hash(&x.embedding_text()))
+        .filter(|(x, hash, _)| kept.is_some() || *hash == text_hash(&x.embedding_text()))
         .take(n)
         .map(|(x, _, d)| (x, 1.0 - d as f32))
         .collect())

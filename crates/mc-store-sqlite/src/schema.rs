@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "kluster_search", include_str!("../migrations/0003_kluster_search.sql")),
     (4, "search_text_hash", include_str!("../migrations/0004_search_text_hash.sql")),
     (5, "docs", include_str!("../migrations/0005_docs.sql")),
+    (6, "doc_vector_scan", include_str!("../migrations/0006_doc_vector_scan.sql")),
 ];
 
 /// The newest schema version this build knows.

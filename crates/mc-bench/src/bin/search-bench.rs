@@ -48,15 +48,18 @@ struct Args {
     /// Docs stored in the first mission for the doc overlap check (0: not measured).
     #[arg(long, default_value_t = 1_000)]
     docs: usize,
+    /// Sentences in each doc's body (about 8 words each).
+    #[arg(long, default_value_t = 12)]
+    doc_sentences: usize,
 }
 
 /// Leading labels of generated doc titles (a doc's title is judged by what follows the label).
 const DOC_LABELS: &[&str] = &["Runbook", "Design", "Load test report", "ADR", "Postmortem"];
 
-/// A generated doc: a labelled title and a body of a dozen task-like sentences (about 100 words).
-fn doc_text(i: usize) -> (String, String) {
+/// A generated doc: a labelled title and a body of task-like sentences (a dozen: about 100 words).
+fn doc_text(i: usize, sentences: usize) -> (String, String) {
     let title = format!("{}: {}", DOC_LABELS[i % DOC_LABELS.len()], self::title(i * 11 + 1));
-    let body: Vec<String> = (0..12).map(|j| format!("{}.", self::title(i * 31 + j * 17 + 2))).collect();
+    let body: Vec<String> = (0..sentences).map(|j| format!("{}.", self::title(i * 31 + j * 17 + 2))).collect();
     (title, body.join(" "))
 }
 
@@ -359,7 +362,7 @@ async fn doc_checks(
     let t0 = Instant::now();
     let mut docs = Vec::new();
     for i in 0..args.docs {
-        let (title, body) = doc_text(i);
+        let (title, body) = doc_text(i, args.doc_sentences);
         let raw = RawDocFields { title: Some(&title), body: Some(&body), paths: None };
         docs.push(store.create_doc(&admin(), NewDoc::parse(None, Some(kluster), DocKind::Doc, raw)?).await?.value);
     }
@@ -379,7 +382,7 @@ async fn doc_checks(
     println!("stored {} docs with vectors in {:.1} s", args.docs, t0.elapsed().as_secs_f64());
     let mut checks = Vec::new();
     for i in 0..args.samples {
-        let (title, body) = doc_text(args.docs + i);
+        let (title, body) = doc_text(args.docs + i, args.doc_sentences);
         let draft = json!({"kluster_id": kluster, "kind": "doc", "title": format!("{title} (request {i})"), "description": body});
         let t = Instant::now();
         let r = http.post(format!("{base}/api/v1/overlap")).bearer_auth("bench").json(&draft).send().await?;
