@@ -53,6 +53,16 @@ pub fn doc_subject(title: &str) -> &str {
     }
 }
 
+/// The signals of two docs' titles, as [`crate::ScorerModel::judge_doc`] reads them: the
+/// [subjects](doc_subject) alone, with the cosine of their vectors (`None`: the lexical overlap
+/// stands in for it).
+pub fn doc_titles(a: &str, b: &str, cosine: Option<f32>, paths: PathRelation) -> PairFeatures {
+    let item = |title| ItemText { title: doc_subject(title), description: "" };
+    let mut f = PairFeatures::new(item(a), item(b), 0.0, paths);
+    f.cosine = cosine.unwrap_or(f.lexical);
+    f
+}
+
 /// How two lists of path globs relate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathRelation {

@@ -13,6 +13,7 @@ pub mod text;
 pub mod thesaurus;
 
 pub use features::{
-    Feature, ItemText, PairFeatures, PathRelation, Signals, WordVectors, content_words, doc_subject, path_relation,
+    Feature, ItemText, PairFeatures, PathRelation, Signals, WordVectors, content_words, doc_subject, doc_titles,
+    path_relation,
 };
 pub use model::{Relation, ScorerModel, Verdict, shipped_for};

@@ -13,7 +13,7 @@ use mc_domain::{Doc, DocKind, KlusterId, MissionId, Task, TaskId, TaskStatus};
 use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
 use mc_overlap::text::tokens;
-use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, doc_subject, path_relation};
+use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, doc_subject, doc_titles, path_relation};
 use mc_store::{DocEmbedded, Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
 use serde_json::json;
 
@@ -437,11 +437,7 @@ fn judge(
     let mut features = PairFeatures::new(a, b, 0.0, paths.clone());
     features.cosine = cos.unwrap_or(features.lexical);
     let verdict = if item.is_doc() {
-        let a = ItemText { title: doc_subject(item.title), description: "" };
-        let b = ItemText { title: doc_subject(&draft.title), description: "" };
-        let mut titles = PairFeatures::new(a, b, 0.0, paths);
-        titles.cosine = title_cos.unwrap_or(titles.lexical);
-        scorer.judge_doc(&titles, &features)
+        scorer.judge_doc(&doc_titles(item.title, &draft.title, title_cos, paths), &features)
     } else {
         scorer.judge(&features)
     };

@@ -532,8 +532,8 @@ async fn judge_docs(
     let mut scored = Vec::new();
     for (i, pair) in pairs.into_iter().enumerate() {
         let paths = path_relation(&globs(&pair.a.paths)?, &globs(&pair.b.paths)?);
-        let t = &titles_only[i];
-        titles.insert(pair.id.clone(), PairFeatures::new(t.a.item(), t.b.item(), title_cosines[i], paths.clone()));
+        let doc_titles = mc_overlap::doc_titles(&pair.a.title, &pair.b.title, Some(title_cosines[i]), paths.clone());
+        titles.insert(pair.id.clone(), doc_titles);
         let features = PairFeatures::new(pair.a.item(), pair.b.item(), whole_cosines[i], paths);
         scored.push(Scored { pair, features });
     }
