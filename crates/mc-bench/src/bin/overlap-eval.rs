@@ -426,7 +426,7 @@ fn cross_validate(cal: &[&Scored], features: &[Feature], options: &Options, verb
         "thresholds per fold (duplicate, block, surface): {}",
         thresholds.iter().map(|t| format!("({:.2}, {:.2}, {:.2})", t.0, t.1, t.2)).collect::<Vec<_>>().join(" ")
     );
-    oracle(cal, &verdicts);
+    oracle(cal, &verdicts, verbose && repeat == 0);
     let index: HashMap<&str, usize> = cal.iter().enumerate().map(|(i, s)| (s.pair.id.as_str(), i)).collect();
     evaluate(cal, |s| verdicts[index[s.pair.id.as_str()]].clone().expect("every pair has a verdict"), verbose)
 }
@@ -444,12 +444,15 @@ fn seeded(repeat: u64, id: &str) -> u64 {
 /// Threshold-free figures of out-of-fold probabilities (less noisy than the fitted thresholds):
 /// the best duplicate recall at precision ≥ 0.9, and the share of duplicates surfaced when no
 /// unrelated pair is.
-fn oracle(cal: &[&Scored], verdicts: &[Option<Verdict>]) {
+fn oracle(cal: &[&Scored], verdicts: &[Option<Verdict>], verbose: bool) {
     let probs: Vec<(f32, f32, &str)> = cal
         .iter()
         .zip(verdicts)
         .filter_map(|(s, v)| v.as_ref().map(|v| (v.p_duplicate, v.p_surface, s.pair.label.as_str())))
         .collect();
+    if verbose {
+        boundary(cal, verdicts);
+    }
     let dups = probs.iter().filter(|p| p.2 == "duplicate").count().max(1) as f32;
     let mut best = (0.0f32, 1.0f32);
     for t in probs.iter().map(|p| p.0) {
@@ -470,6 +473,23 @@ fn oracle(cal: &[&Scored], verdicts: &[Option<Verdict>]) {
         best.0,
         surfaced / dups
     );
+}
+
+/// Prints where surfacing is decided: the five unrelated pairs the surface classifier is surest
+/// of and every duplicate it is less sure of than the surest one (out-of-fold, calibration only).
+fn boundary(cal: &[&Scored], verdicts: &[Option<Verdict>]) {
+    let mut scored: Vec<(f32, &Scored)> =
+        cal.iter().zip(verdicts).filter_map(|(s, v)| v.as_ref().map(|v| (v.p_surface, *s))).collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let unrelated: Vec<&(f32, &Scored)> = scored.iter().filter(|(_, s)| s.is("unrelated")).take(5).collect();
+    let top = unrelated.first().map_or(0.0, |u| u.0);
+    for (p, s) in unrelated.iter().copied().chain(scored.iter().filter(|(p, s)| s.is("duplicate") && *p <= top)) {
+        let f = &s.features;
+        println!(
+            "  surface {p:.2} {} [{}/{}] cos {:.2} lex {:.2}: {} || {}",
+            s.pair.id, s.pair.label, s.pair.kind, f.cosine, f.lexical, s.pair.a.title, s.pair.b.title
+        );
+    }
 }
 
 /// The figures of `set`; with `verbose`, every misjudged calibration pair is printed.
@@ -534,7 +554,7 @@ async fn judge_docs(
         let paths = path_relation(&globs(&pair.a.paths)?, &globs(&pair.b.paths)?);
         let doc_titles = mc_overlap::doc_titles(&pair.a.title, &pair.b.title, Some(title_cosines[i]), paths.clone());
         titles.insert(pair.id.clone(), doc_titles);
-        let features = PairFeatures::new(pair.a.item(), pair.b.item(), whole_cosines[i], paths);
+        let features = PairFeatures::of_docs(pair.a.item(), pair.b.item(), whole_cosines[i], paths);
         scored.push(Scored { pair, features });
     }
     // `design`: the pairs in view while the doc rule was written; `check`: written after it
