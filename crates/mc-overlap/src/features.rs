@@ -729,6 +729,23 @@ mod tests {
     }
 
     #[test]
+    fn a_task_is_compared_by_its_title_and_a_description_does_not_hide_a_swap() {
+        let export = ItemText {
+            title: "Return 429 with Retry-After from /export",
+            description: "Clients currently get a bare 503 when the export workers are saturated.",
+        };
+        let import = ItemText { title: "Return 429 with Retry-After from /bulk-import", description: "" };
+        let tasks = PairFeatures::new(export, import, 0.6, PathRelation::Unknown);
+        let titles =
+            PairFeatures::new(ItemText { title: export.title, description: "" }, import, 0.6, PathRelation::Unknown);
+        assert_eq!(tasks.vector(), titles.vector(), "the description counts through the cosine only");
+        assert!(tasks.one_swap.is_some(), "one sentence, another endpoint: {tasks:?}");
+        // read as docs, the body's words count: the titles' swap is one difference among many
+        let docs = PairFeatures::of_docs(export, import, 0.6, PathRelation::Unknown);
+        assert!(docs.one_swap.is_none() && docs.only_a.len() > tasks.only_a.len(), "{docs:?}");
+    }
+
+    #[test]
     fn a_swapped_object_is_seen() {
         let p = f("Create Helm chart for staging", "Create Helm chart for production");
         assert!(p.substitution(), "{p:?}");
