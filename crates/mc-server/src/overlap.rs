@@ -434,16 +434,16 @@ fn judge(
     let a = ItemText { title: item.title, description: item.description };
     let b = ItemText { title: &draft.title, description: &draft.description };
     let paths = path_relation(&globs, draft_globs);
-    let mut features = if item.is_doc() {
-        PairFeatures::of_docs(a, b, 0.0, paths.clone())
-    } else {
-        PairFeatures::new(a, b, 0.0, paths.clone())
+    // without a cosine, the lexical overlap stands in for it
+    let with_cosine = |mut f: PairFeatures| {
+        f.cosine = cos.unwrap_or(f.lexical);
+        f
     };
-    features.cosine = cos.unwrap_or(features.lexical);
     let verdict = if item.is_doc() {
-        scorer.judge_doc(&doc_titles(item.title, &draft.title, title_cos, paths), &features)
+        let whole = with_cosine(PairFeatures::of_docs(a, b, 0.0, paths.clone()));
+        scorer.judge_doc(&doc_titles(item.title, &draft.title, title_cos, paths), &whole)
     } else {
-        scorer.judge(&features)
+        scorer.judge(&with_cosine(PairFeatures::new(a, b, 0.0, paths)))
     };
     let relation = verdict.relation?;
     let mut reasons = verdict.reasons;
