@@ -209,14 +209,15 @@ impl ScorerModel {
         crate::text::embedding_input(text, self.canonical_input)
     }
 
-    /// The id stored with vectors that `embedder_id` made of [`Self::embedding_input`] texts:
-    /// canonical texts embed differently, so their vectors carry the thesaurus revision too (a
+    /// The id stored with vectors that `embedder_id` made of [`Self::embedding_input`] texts: they
+    /// carry the revision of the acronym table, and canonical texts that of the thesaurus too (a
     /// new revision re-embeds them).
     pub fn vector_model_id(&self, embedder_id: &str) -> String {
+        let acronyms = crate::text::ACRONYM_REVISION;
         if self.canonical_input {
-            format!("{embedder_id}+{}", crate::thesaurus::REVISION)
+            format!("{embedder_id}+{}+{acronyms}", crate::thesaurus::REVISION)
         } else {
-            embedder_id.to_owned()
+            format!("{embedder_id}+{acronyms}")
         }
     }
 
@@ -321,7 +322,8 @@ pub fn shipped_for(embedder_id: &str) -> ScorerModel {
 /// The shipped model fitted for this embedder (by id prefix), if there is one: any other
 /// embedder needs a scorer [calibrated](crate::calibrate) for it.
 pub fn fitted_for(embedder_id: &str) -> Option<ScorerModel> {
-    let fingerprint = embedder_id.rsplit_once('@').map(|(_, f)| f);
+    // the fingerprint ends the embedder's own id; a prepared id goes on with `+revision`s
+    let fingerprint = embedder_id.rsplit_once('@').and_then(|(_, f)| f.split('+').next());
     shipped()
         .iter()
         .find(|m| {
@@ -420,10 +422,16 @@ mod tests {
 
     #[test]
     fn a_shipped_scorer_serves_only_the_weights_it_was_fitted_with() {
-        assert!(fitted_for("pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8-centred1@0.1.2+thesaurus3").is_some());
+        assert!(
+            fitted_for("pocket-encoder/paraphrase-MiniLM-L3-v2-q4a8-centred1@0.1.2+thesaurus4+acronyms2").is_some()
+        );
         let minilm = shipped_named("minilm-dir").expect("the all-MiniLM-L6-v2 scorer is shipped");
         let fingerprint = minilm.fingerprints.first().expect("it names its weights");
         assert_eq!(fitted_for(&format!("minilm-dir/some/model@{fingerprint}")), Some(minilm.clone()));
+        // and under the id its prepared vectors are stored with
+        let prepared = minilm.vector_model_id(&format!("minilm-dir/some/model@{fingerprint}"));
+        assert!(prepared.ends_with(crate::text::ACRONYM_REVISION), "{prepared}");
+        assert_eq!(fitted_for(&prepared), Some(minilm.clone()));
         // another model of the same format in a directory: no shipped scorer
         assert_eq!(fitted_for("minilm-dir/bge-small-en/model@12345678"), None);
         assert_eq!(fitted_for("openai/text-embedding-3-small@api.openai.com:443"), None);

@@ -983,7 +983,12 @@ mod tests {
     async fn the_bundled_model_is_given_canonical_texts_and_stores_them_under_their_own_id() {
         let raw: Arc<dyn Embedder> = Arc::new(mc_embed::PocketEmbedder::new());
         let semantic = Semantic::new(Arc::clone(&raw));
-        let id = format!("{}+{}", mc_embed::POCKET_MODEL_ID, mc_overlap::thesaurus::REVISION);
+        let id = format!(
+            "{}+{}+{}",
+            mc_embed::POCKET_MODEL_ID,
+            mc_overlap::thesaurus::REVISION,
+            mc_overlap::text::ACRONYM_REVISION
+        );
         assert_eq!(semantic.embedder.model_id(), id, "vectors of canonical texts are not mixed with plain ones");
         assert_eq!(prepared(Arc::clone(&raw)).model_id(), id, "the worker and benchmarks store under the same id");
 

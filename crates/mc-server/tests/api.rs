@@ -876,7 +876,10 @@ async fn an_embedder_without_a_shipped_scorer_gets_one_calibrated_and_kept() {
 
     // calibrated: the same text again is refused as a duplicate, without the warning
     open.send(true).expect("open the gate");
-    let kept = mc_server::calibration::kept_path(state.path(), endpoint.model_id());
+    // kept under the id its vectors are stored with (the acronym revision changes it)
+    let prepared_id = mc_server::overlap::prepared(endpoint.clone()).model_id().to_owned();
+    assert!(prepared_id.starts_with(endpoint.model_id()), "{prepared_id}");
+    let kept = mc_server::calibration::kept_path(state.path(), &prepared_id);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !kept.exists() {
         assert!(std::time::Instant::now() < deadline, "no calibrated scorer was kept in {}", kept.display());
