@@ -70,8 +70,9 @@ struct Args {
     depth: usize,
     #[arg(long, default_value_t = 0.1)]
     rate: f32,
-    /// Out-of-fold duplicate precision the fitted duplicate threshold keeps.
-    #[arg(long, default_value_t = 0.91)]
+    /// Out-of-fold duplicate precision the fitted duplicate threshold keeps (the bundled model is
+    /// fitted at 0.91, see `fit::Options::min_precision`).
+    #[arg(long, default_value_t = mc_overlap::fit::Options::default().min_precision)]
     target_precision: f32,
     /// Log-odds margin of the surface threshold over the most confident unrelated pair.
     #[arg(long, default_value_t = 0.25)]
