@@ -458,8 +458,8 @@ fn phrases_by_first_word() -> &'static HashMap<&'static str, Vec<(&'static str, 
 
 /// The text with known phrases joined into one word ("Roll out the new page" becomes "rollout
 /// the new page"). Case is kept outside the phrases; matching ignores case and needs whole words.
-/// Only the phrases that begin with the word at hand are tried (a 32 KiB body is joined in about
-/// a millisecond, however many phrases there are).
+/// Only the phrases that begin with the word at hand are tried: a 32 KiB body is joined in 0.5 ms,
+/// against 6.6 ms when each of the 156 phrases was tried at every word (`examples/canonical_bench.rs`).
 pub fn join_phrases(text: &str) -> String {
     // phrases are ASCII: an ASCII lower case keeps every byte offset of `text`
     let lower = text.to_ascii_lowercase();
