@@ -597,13 +597,11 @@ fn spelled_out(t: &Token, theirs: &[Token]) -> bool {
         .is_some_and(|expansion| tokens(expansion).iter().all(|w| theirs.iter().any(|o| similar(&w.norm, &o.norm))))
 }
 
-/// Whether `t` is a word of the expansion of `acronym`, a known acronym whose expansion is all
-/// said among `mine` ("availability" of "high availability" against "HA").
-fn spells_out(t: &Token, acronym_token: &Token, mine: &[Token]) -> bool {
-    acronym(&acronym_token.norm).is_some_and(|expansion| {
-        let words = tokens(expansion);
-        words.iter().any(|w| similar(&w.norm, &t.norm)) && spelled_out(acronym_token, mine)
-    })
+/// The expansion words of the acronyms among `theirs` that are spelled out in full among `mine`
+/// ("high" and "availability" when `theirs` says "HA" and `mine` "high availability"): those words
+/// of `mine` are matched by the acronym.
+fn spelled_out_words(theirs: &[Token], mine: &[Token]) -> Vec<Token> {
+    theirs.iter().filter(|o| spelled_out(o, mine)).filter_map(|o| acronym(&o.norm)).flat_map(tokens).collect()
 }
 
 /// Which of `mine` have a match among `theirs`: by spelling, as a spelled-out acronym, or written
@@ -611,11 +609,12 @@ fn spells_out(t: &Token, acronym_token: &Token, mine: &[Token]) -> bool {
 /// otherwise).
 fn matches(mine: &[Token], my_text: &str, theirs: &[Token], their_text: &str) -> Vec<bool> {
     let lower = std::cell::OnceCell::new();
+    let acronym_words = spelled_out_words(theirs, mine);
     mine.iter()
         .map(|t| {
             theirs.iter().any(|o| similar(&t.norm, &o.norm))
                 || spelled_out(t, theirs)
-                || theirs.iter().any(|o| spells_out(t, o, mine))
+                || acronym_words.iter().any(|w| similar(&w.norm, &t.norm))
                 || {
                     let (my_lower, their_lower) =
                         lower.get_or_init(|| (my_text.to_lowercase(), their_text.to_lowercase()));
