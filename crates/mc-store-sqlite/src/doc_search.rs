@@ -8,7 +8,7 @@ use rusqlite::{Connection, Row};
 
 use crate::rows::{DOC_COLUMNS, doc_from_row, load_doc};
 use crate::scan_search::{self, Cond, Scanned, Tables};
-use crate::search::scope_token;
+use crate::search::{MatchCounts, scope_token};
 
 impl Scanned for Doc {
     type Id = DocId;
@@ -20,6 +20,7 @@ impl Scanned for Doc {
         key: "doc_id",
         fts: "doc_fts",
         text: ["title", "body"],
+        fts_columns: "{title body}",
         embeddings: "doc_embeddings",
         text_hash: Some("text_hash"),
     };
@@ -55,7 +56,12 @@ impl Scanned for Doc {
     }
 }
 
-pub(crate) fn search(c: &Connection, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>> {
+pub(crate) fn search(
+    c: &Connection,
+    counts: &MatchCounts,
+    req: &SearchRequest,
+    kind: Option<DocKind>,
+) -> Result<Vec<DocHit>> {
     let mut conds = vec![];
     if let Some(m) = req.filter.mission_id {
         conds.push(Cond::new('m', "mission_id", m));
@@ -66,7 +72,7 @@ pub(crate) fn search(c: &Connection, req: &SearchRequest, kind: Option<DocKind>)
     if let Some(kind) = kind {
         conds.push(Cond::new('t', "kind", kind.as_str()));
     }
-    Ok(scan_search::search::<Doc>(c, req, &conds)?.into_iter().map(DocHit::from).collect())
+    Ok(scan_search::search::<Doc>(c, counts, req, &conds)?.into_iter().map(DocHit::from).collect())
 }
 
 pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {

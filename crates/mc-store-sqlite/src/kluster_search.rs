@@ -7,7 +7,7 @@ use rusqlite::{Connection, Row};
 
 use crate::rows::{KLUSTER_COLUMNS, kluster_from_row, load_kluster};
 use crate::scan_search::{self, Cond, Scanned, Tables};
-use crate::search::scope_token;
+use crate::search::{MatchCounts, scope_token};
 
 impl Scanned for Kluster {
     type Id = KlusterId;
@@ -19,6 +19,7 @@ impl Scanned for Kluster {
         key: "kluster_id",
         fts: "kluster_fts",
         text: ["name", "description"],
+        fts_columns: "{name description}",
         embeddings: "kluster_embeddings",
         text_hash: None,
     };
@@ -53,12 +54,12 @@ fn active() -> Cond {
     Cond::new('s', "status", "active")
 }
 
-pub(crate) fn search(c: &Connection, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
+pub(crate) fn search(c: &Connection, counts: &MatchCounts, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
     let mut conds = vec![active()];
     if let Some(m) = req.filter.mission_id {
         conds.push(Cond::new('m', "mission_id", m));
     }
-    Ok(scan_search::search::<Kluster>(c, req, &conds)?.into_iter().map(KlusterHit::from).collect())
+    Ok(scan_search::search::<Kluster>(c, counts, req, &conds)?.into_iter().map(KlusterHit::from).collect())
 }
 
 pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {

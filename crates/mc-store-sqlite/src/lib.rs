@@ -834,8 +834,8 @@ impl Store for SqliteStore {
     }
 
     async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
-        let req = req.clone();
-        self.read(move |c| kluster_search::search(c, &req)).await
+        let (req, counts) = (req.clone(), Arc::clone(&self.counts));
+        self.read(move |c| kluster_search::search(c, &counts, &req)).await
     }
 
     async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
@@ -938,8 +938,8 @@ impl Store for SqliteStore {
     }
 
     async fn search_docs(&self, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>> {
-        let req = req.clone();
-        self.read(move |c| doc_search::search(c, &req, kind)).await
+        let (req, counts) = (req.clone(), Arc::clone(&self.counts));
+        self.read(move |c| doc_search::search(c, &counts, &req, kind)).await
     }
 
     async fn pending_doc_embeddings(&self, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::conn::db_err;
 use crate::rows::prefixed;
-use crate::search::{blob, dot, query_words, scope_token, text_hash, unblob};
+use crate::search::{FtsIndex, MatchCounts, blob, dot, fts_query, scope_token, text_hash, unblob};
 
 /// The tables of one searched entity.
 pub(crate) struct Tables {
@@ -33,6 +33,8 @@ pub(crate) struct Tables {
     /// The FTS5 table: two text columns, then `scope`.
     pub(crate) fts: &'static str,
     pub(crate) text: [&'static str; 2],
+    /// The FTS5 column filter naming the two text columns (`{title body}`).
+    pub(crate) fts_columns: &'static str,
     /// Vectors: (key, model, text_hash, dim, vector), one per entity and model.
     pub(crate) embeddings: &'static str,
     /// A column of the entity holding the hash of its embedded text, if it keeps one: pending
@@ -110,20 +112,33 @@ pub(crate) fn index<T: Scanned>(c: &Connection, x: &T) -> Result<()> {
     Ok(())
 }
 
-fn text_candidates<T: Scanned>(c: &Connection, req: &SearchRequest, conds: &[Cond], n: usize) -> Result<Vec<T>> {
-    let words = query_words(&req.text);
-    if words.is_empty() {
+/// Full-text candidates, best first. The query is [`fts_query`]'s, as for tasks: a doc's overlap
+/// check asks with its title and the first words of its body, and ranking every doc that shares
+/// one of thirty common words took most of the check's time at a few thousand docs.
+fn text_candidates<T: Scanned>(
+    c: &Connection,
+    counts: &MatchCounts,
+    req: &SearchRequest,
+    conds: &[Cond],
+    n: usize,
+) -> Result<Vec<T>> {
+    let Tables { entity, columns, docs, row_id, key, fts, fts_columns, .. } = T::TABLES;
+    let Some(words) = fts_query(c, counts, FtsIndex { table: fts, columns: fts_columns }, &req.text)? else {
         return Ok(vec![]);
-    }
-    let Tables { entity, columns, docs, row_id, key, fts, text: [a, b], .. } = T::TABLES;
-    let any = words.iter().map(|w| format!("\"{w}\"")).collect::<Vec<_>>().join(" OR ");
-    let mut q = format!("{{{a} {b}}} : ({any})");
+    };
+    let mut q = format!("({})", words.expr);
     for cond in conds {
         q.push_str(&format!(" AND scope : {}", cond.token));
     }
+    // unranked, the newest matches come first (FTS5 walks rowids backwards without sorting)
+    let (fts_cols, inner_order, outer_order) = if words.ranked {
+        ("rowid AS doc, rank", "rank", "f.rank")
+    } else {
+        ("rowid AS doc", "rowid DESC", "f.doc DESC")
+    };
     let sql = format!(
-        "SELECT {} FROM (SELECT rowid AS doc, rank FROM {fts} WHERE {fts} MATCH ?1 ORDER BY rank LIMIT ?2) f \
-         JOIN {docs} d ON d.{row_id} = f.doc JOIN {entity} x ON x.id = d.{key} ORDER BY f.rank",
+        "SELECT {} FROM (SELECT {fts_cols} FROM {fts} WHERE {fts} MATCH ?1 ORDER BY {inner_order} LIMIT ?2) f \
+         JOIN {docs} d ON d.{row_id} = f.doc JOIN {entity} x ON x.id = d.{key} ORDER BY {outer_order}",
         prefixed(columns, "x")
     );
     c.prepare_cached(&sql)
@@ -182,9 +197,14 @@ fn vector_candidates<T: Scanned>(
 
 /// Hybrid search among the entities meeting every condition of `conds`: the best `req.limit`,
 /// text-only hits with their cosine too when a vector is given.
-pub(crate) fn search<T: Scanned>(c: &Connection, req: &SearchRequest, conds: &[Cond]) -> Result<Vec<Fused<T>>> {
+pub(crate) fn search<T: Scanned>(
+    c: &Connection,
+    counts: &MatchCounts,
+    req: &SearchRequest,
+    conds: &[Cond],
+) -> Result<Vec<Fused<T>>> {
     let n = (req.limit * 4).clamp(20, 400);
-    let text = text_candidates::<T>(c, req, conds, n)?;
+    let text = text_candidates::<T>(c, counts, req, conds, n)?;
     let vector = match &req.vector {
         Some(v) => vector_candidates::<T>(c, &v.model, &v.vector, conds, n)?,
         None => vec![],

@@ -307,17 +307,30 @@ pub(crate) struct FtsQuery {
     pub(crate) ranked: bool,
 }
 
-fn count_matches(c: &Connection, counts: &MatchCounts, expr: &str) -> Result<i64> {
-    if let Some(n) = counts.get(expr) {
+/// A full-text index and the text columns a free-text query matches in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FtsIndex {
+    pub(crate) table: &'static str,
+    /// FTS5 column filter, e.g. `{title description labels}`.
+    pub(crate) columns: &'static str,
+}
+
+/// The task index: free text matches title, description and labels.
+pub(crate) const TASK_FTS: FtsIndex = FtsIndex { table: "task_fts", columns: "{title description labels}" };
+
+fn count_matches(c: &Connection, counts: &MatchCounts, fts: FtsIndex, expr: &str) -> Result<i64> {
+    let key = format!("{} {expr}", fts.table);
+    if let Some(n) = counts.get(&key) {
         return Ok(n);
     }
     let generation = counts.generation();
+    let table = fts.table;
     let n = c
-        .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM task_fts WHERE task_fts MATCH ?1 LIMIT ?2)")
+        .prepare_cached(&format!("SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ?1 LIMIT ?2)"))
         .map_err(db_err)?
         .query_row(params![expr, RANK_BUDGET + 1], |r| r.get(0))
         .map_err(db_err)?;
-    counts.put(expr, n, generation);
+    counts.put(&key, n, generation);
     Ok(n)
 }
 
@@ -371,15 +384,15 @@ impl MatchCounts {
 /// matches of a new text's common words cost 3–8 ms (half the p99 of an overlap check); the newest
 /// matches are taken, and the vector half of the search orders what is alike.
 /// Matching is restricted to the text columns.
-fn fts_query(c: &Connection, counts: &MatchCounts, text: &str) -> Result<Option<FtsQuery>> {
+pub(crate) fn fts_query(c: &Connection, counts: &MatchCounts, fts: FtsIndex, text: &str) -> Result<Option<FtsQuery>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
     }
     let mut counted = Vec::with_capacity(words.len());
-    let in_text = |body: &str| format!("{{title description labels}} : ({body})");
+    let in_text = |body: &str| format!("{} : ({body})", fts.columns);
     for w in &words {
-        let docs = count_matches(c, counts, &in_text(&format!("\"{w}\"")))?;
+        let docs = count_matches(c, counts, fts, &in_text(&format!("\"{w}\"")))?;
         if docs > 0 {
             counted.push((docs, w));
         }
@@ -457,7 +470,7 @@ fn text_candidates(
         // posting lists it names, and the open tasks' list can hold every task.
         if !others.is_empty() {
             let others_expr = format!("scope : ({})", others.join(" OR "));
-            if count_matches(c, counts, &others_expr)? <= RANK_BUDGET {
+            if count_matches(c, counts, TASK_FTS, &others_expr)? <= RANK_BUDGET {
                 q = format!("({q}) NOT {others_expr}");
             } else {
                 q.push_str(&format!(" AND scope : ({})", wanted.join(" OR ")));
@@ -581,7 +594,7 @@ fn candidates(limit: usize) -> usize {
 /// The full-text half of a search: the candidates' document ids, best first. It needs no vector, so it can run
 /// while the query is being embedded.
 pub(crate) fn text_part(c: &Connection, counts: &MatchCounts, req: &SearchRequest) -> Result<Vec<i64>> {
-    match fts_query(c, counts, &req.text)? {
+    match fts_query(c, counts, TASK_FTS, &req.text)? {
         Some(q) => text_candidates(c, counts, &q, &req.filter, candidates(req.limit)),
         None => Ok(vec![]),
     }

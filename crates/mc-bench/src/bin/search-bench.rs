@@ -380,6 +380,12 @@ async fn doc_checks(
         .collect();
     store.put_doc_embeddings(embedder.model_id(), items).await?;
     println!("stored {} docs with vectors in {:.1} s", args.docs, t0.elapsed().as_secs_f64());
+    let t = Instant::now();
+    let live = store.pending_doc_embeddings(embedder.model_id(), 1).await?;
+    println!("embedding worker's idle pass over docs: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    if !live.is_empty() {
+        bail!("some docs have no vector");
+    }
     let mut checks = Vec::new();
     for i in 0..args.samples {
         let (title, body) = doc_text(args.docs + i, args.doc_sentences);
