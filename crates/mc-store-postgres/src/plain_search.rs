@@ -17,7 +17,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
 use crate::rows::db_err;
-use crate::search::{OVERSAMPLE, query_words, text_hash};
+use crate::search::{OVERSAMPLE, text_hash, ts_query};
 
 /// Largest dimension stored (as on the embedded profile).
 const MAX_DIM: usize = 8_192;
@@ -103,23 +103,24 @@ impl Conds {
     }
 }
 
-/// Entities matching any of the query's words (stemmed), best first.
+/// Entities matching the query's words (stemmed), best first. The query is [`ts_query`]'s, as for
+/// tasks: a doc's overlap check asks with its title and the first words of its body, and ranking
+/// every doc that shares one of thirty common words took most of the check's time at a few
+/// thousand docs.
 async fn text_candidates<T: Searchable>(c: &mut PgConnection, text: &str, conds: &Conds, n: usize) -> Result<Vec<T>> {
-    let words = query_words(text);
-    if words.is_empty() {
+    let Some(tsquery) = ts_query(c, T::TABLE, text).await? else {
         return Ok(vec![]);
-    }
+    };
+    // unranked, the newest matches come first (ids are time-ordered)
+    let order = if tsquery.ranked { "ts_rank_cd(x.tsv, $1::tsquery) DESC, x.id" } else { "x.id DESC" };
     let sql = format!(
-        "WITH q AS (SELECT to_tsquery('simple', string_agg(quote_literal(lex), ' | ')) AS q \
-             FROM (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', w))) AS lex \
-                   FROM unnest($1::text[]) AS w) l) \
-         SELECT {} FROM {} x, q WHERE x.tsv @@ q.q AND {}{} ORDER BY ts_rank_cd(x.tsv, q.q) DESC, x.id LIMIT $2",
+        "SELECT {} FROM {} x WHERE x.tsv @@ $1::tsquery AND {}{} ORDER BY {order} LIMIT $2",
         columns::<T>(),
         T::TABLE,
         T::LIVE,
         conds.sql(3)
     );
-    let q = sqlx::query(AssertSqlSafe(sql)).bind(&words).bind(n as i64);
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(&tsquery.expr).bind(n as i64);
     let rows = conds.bind(q).fetch_all(c).await.map_err(db_err)?;
     rows.iter().map(T::from_row).collect()
 }
@@ -133,15 +134,20 @@ async fn vector_candidates<T: Searchable>(
     conds: &Conds,
     n: usize,
 ) -> Result<Vec<(T, f32)>> {
+    // distances are ranked over ids alone, and only the nearest rows are read whole (a doc's body
+    // can be 256 KiB); an entity that keeps the hash of its text is checked against it here
+    let current = T::TEXT_HASH.map(|col| format!(" AND e.text_hash = x.{col}")).unwrap_or_default();
     let sql = format!(
-        "SELECT {}, e.text_hash, e.embedding <=> $1 AS d FROM {} e JOIN {} x ON x.id = e.{} \
-         WHERE e.model = $2 AND e.dim = $3 AND {}{} ORDER BY d, x.id LIMIT $4",
+        "WITH v AS MATERIALIZED (SELECT e.{key} AS id, e.text_hash, e.embedding <=> $1 AS d FROM {emb} e \
+             JOIN {table} x ON x.id = e.{key} WHERE e.model = $2 AND e.dim = $3 AND {live}{current}{conds} \
+             ORDER BY d, e.{key} LIMIT $4) \
+         SELECT {}, v.text_hash, v.d FROM v JOIN {table} x ON x.id = v.id ORDER BY v.d, x.id",
         columns::<T>(),
-        T::EMBEDDINGS,
-        T::TABLE,
-        T::KEY,
-        T::LIVE,
-        conds.sql(5)
+        key = T::KEY,
+        emb = T::EMBEDDINGS,
+        table = T::TABLE,
+        live = T::LIVE,
+        conds = conds.sql(5)
     );
     let q = sqlx::query(AssertSqlSafe(sql))
         .bind(Vector::from(v.to_vec()))

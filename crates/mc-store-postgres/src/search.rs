@@ -346,30 +346,33 @@ fn quote_lexeme(l: &str) -> String {
 /// common lexeme is estimated from the frequencies ANALYZE keeps for `task_search.tsv` (no
 /// index scan); a lexeme it does not list is rare, and counted exactly (up to the budget).
 /// Lexemes found nowhere are left out, as on the embedded profile.
-async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<TsQuery>> {
+/// `table` is the one holding the `tsv` column searched (`task_search`, `docs`, `klusters`).
+pub(crate) async fn ts_query(c: &mut PgConnection, table: &'static str, text: &str) -> Result<Option<TsQuery>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
     }
-    let mut counted: Vec<(f64, String)> = sqlx::query_as(
+    let sql = format!(
         "WITH st AS (SELECT most_common_elems::text::text[] AS e, most_common_elem_freqs AS f \
-                     FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'task_search' \
+                     FROM pg_stats WHERE schemaname = current_schema() AND tablename = $3 \
                      AND attname = 'tsv'), \
               l AS (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', w))) AS lex \
                     FROM unnest($1::text[]) AS w), \
               p AS (SELECT l.lex, array_position(st.e, l.lex) AS pos, st.f FROM l LEFT JOIN st ON true) \
          SELECT CASE WHEN p.pos IS NOT NULL \
                 THEN p.f[p.pos]::float8 * (SELECT GREATEST(reltuples, 0)::float8 FROM pg_class \
-                                            WHERE oid = to_regclass('task_search')) \
-                ELSE (SELECT count(*) FROM (SELECT 1 FROM task_search s \
+                                            WHERE oid = to_regclass($3)) \
+                ELSE (SELECT count(*) FROM (SELECT 1 FROM {table} s \
                       WHERE s.tsv @@ plainto_tsquery('simple', p.lex) LIMIT $2) x)::float8 END, p.lex \
-         FROM p",
-    )
-    .bind(&words)
-    .bind(RANK_BUDGET + 1)
-    .fetch_all(&mut *c)
-    .await
-    .map_err(db_err)?;
+         FROM p"
+    );
+    let mut counted: Vec<(f64, String)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&words)
+        .bind(RANK_BUDGET + 1)
+        .bind(table)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?;
     counted.retain(|(docs, _)| *docs > 0.0);
     if counted.is_empty() {
         return Ok(None);
@@ -392,13 +395,13 @@ async fn ts_query(c: &mut PgConnection, text: &str) -> Result<Option<TsQuery>> {
 }
 
 /// A full-text match and whether its documents are few enough to rank.
-struct TsQuery {
-    expr: String,
+pub(crate) struct TsQuery {
+    pub(crate) expr: String,
     /// False when every lexeme is too common to rank and all of them are AND-ed: every match
     /// holds every lexeme, so ranking would only reorder near equals at a `ts_rank_cd` per
     /// document (and counting them first would cost a scan of their own). The newest matches are
     /// taken (task ids are time-ordered), and the vector half of the search orders what is alike.
-    ranked: bool,
+    pub(crate) ranked: bool,
 }
 
 /// Filter clauses on `task_search s` or a vector table `v`, with their values bound in order.
@@ -544,7 +547,7 @@ fn candidates(limit: usize) -> usize {
 
 /// The full-text half of a search, best first. It needs no vector, so it can run while the query is embedded.
 pub(crate) async fn text_part(c: &mut PgConnection, req: &SearchRequest) -> Result<Vec<Task>> {
-    match ts_query(c, &req.text).await? {
+    match ts_query(c, "task_search", &req.text).await? {
         Some(q) => text_candidates(c, &q, &req.filter, candidates(req.limit)).await,
         None => Ok(vec![]),
     }

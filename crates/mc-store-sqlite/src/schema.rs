@@ -94,7 +94,9 @@ mod tests {
         for (table, key) in [("doc_embeddings", "doc_id"), ("kluster_embeddings", "kluster_id")] {
             for (id, model) in [("a", "m1"), ("a", "m2"), ("b", "m1")] {
                 conn.execute(
-                    &format!("INSERT INTO {table} ({key}, model, text_hash, dim, vector) VALUES (?1, ?2, 'h', 384, ?3)"),
+                    &format!(
+                        "INSERT INTO {table} ({key}, model, text_hash, dim, vector) VALUES (?1, ?2, 'h', 384, ?3)"
+                    ),
                     rusqlite::params![id, model, vector],
                 )
                 .expect("vector at schema 6");
@@ -103,9 +105,8 @@ mod tests {
 
         assert_eq!(migrate(&mut conn).expect("migrate"), vec![7]);
         for (table, key) in [("doc_embeddings", "doc_id"), ("kluster_embeddings", "kluster_id")] {
-            let ddl: String = conn
-                .query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0))
-                .expect("ddl");
+            let ddl: String =
+                conn.query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0)).expect("ddl");
             assert!(!ddl.contains("WITHOUT ROWID"), "{table}: {ddl}");
             let rows: Vec<(String, String, Vec<u8>)> = conn
                 .prepare(&format!("SELECT {key}, model, vector FROM {table} ORDER BY {key}, model"))
