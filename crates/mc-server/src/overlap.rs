@@ -14,7 +14,7 @@ use mc_embed::{Embedder, cosine};
 use mc_overlap::glob::Glob;
 use mc_overlap::text::tokens;
 use mc_overlap::{ItemText, PairFeatures, Relation, ScorerModel, doc_subject, doc_titles, path_relation};
-use mc_store::{DocEmbedded, Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, VectorQuery};
+use mc_store::{DocEmbedded, Embedded, KlusterEmbedded, SearchFilter, SearchRequest, Store, TextCursor, VectorQuery};
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -857,22 +857,32 @@ pub async fn store_doc_vector(store: &dyn Store, doc: &Doc, vector: Option<(Stri
 }
 
 /// Embeds tasks, then klusters, then docs, whose text has no current vector, one batch; returns how many
-/// were embedded. The server passes its [prepared] embedder.
-pub async fn embed_pending_once(store: &dyn Store, embedder: &dyn Embedder, batch: usize) -> mc_domain::Result<usize> {
+/// were embedded. The server passes its [prepared] embedder. Tasks are found by a walk over their
+/// changed texts (`cursor`, kept by the caller between passes, see [`TextCursor`]), so a pass that
+/// finds nothing reads only the texts changed since the last one.
+pub async fn embed_pending_once(
+    store: &dyn Store,
+    embedder: &dyn Embedder,
+    batch: usize,
+    cursor: &mut TextCursor,
+) -> mc_domain::Result<usize> {
     let model = embedder.model_id();
-    let jobs = store.pending_embeddings(model, batch).await?;
-    if !jobs.is_empty() {
+    let page = store.pending_embeddings_from(model, batch, cursor).await?;
+    if !page.jobs.is_empty() {
         let items = embed_jobs(
             embedder,
-            jobs,
+            page.jobs,
             |j| &j.text,
             |j, vector| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector },
         )
         .await?;
         let n = items.len();
         store.put_embeddings(model, items).await?;
+        // only once the page's vectors are stored: a failed page is asked for again
+        *cursor = page.next;
         return Ok(n);
     }
+    *cursor = page.next;
     let jobs = store.pending_kluster_embeddings(model, batch).await?;
     if !jobs.is_empty() {
         let items = embed_jobs(
@@ -929,9 +939,14 @@ pub async fn run_embedder(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     const BATCH: usize = 32;
-    // finding nothing to embed means reading every task's text: back off while idle
+    let cursor = Arc::new(tokio::sync::Mutex::new(TextCursor::default()));
+    // finding nothing to embed still reads every kluster's and doc's text: back off while idle
     crate::worker::periodic("embedding worker", every, EMBED_IDLE_MAX, shutdown, BATCH, || {
-        embed_pending_once(store.as_ref(), embedder.as_ref(), BATCH)
+        let (store, embedder, cursor) = (Arc::clone(&store), Arc::clone(&embedder), Arc::clone(&cursor));
+        async move {
+            let mut cursor = cursor.lock().await;
+            embed_pending_once(store.as_ref(), embedder.as_ref(), BATCH, &mut cursor).await
+        }
     })
     .await;
 }

@@ -794,22 +794,58 @@ async fn the_embedding_worker_fills_vectors_for_changed_texts() {
         .await
         .expect("k")
         .value;
+    let mut tasks = Vec::new();
     for title in ["one", "two", "three"] {
         let new = mc_domain::input::NewTask::parse(
             k.id,
             mc_domain::input::RawTaskFields { title: Some(title), ..Default::default() },
         )
         .expect("t");
-        store.create_task(&ctx, new).await.expect("task");
+        tasks.push(store.create_task(&ctx, new).await.expect("task").value);
     }
     use mc_embed::Embedder;
-    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("embed");
+    let mut cursor = mc_store::TextCursor::default();
+    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32, &mut cursor).await.expect("embed");
     assert_eq!(n, 3, "the tasks first");
-    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("klusters");
+    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32, &mut cursor).await.expect("klusters");
     assert_eq!(n, 1, "then the kluster");
-    assert_eq!(mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32).await.expect("again"), 0);
+    assert_eq!(
+        mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32, &mut cursor).await.expect("again"),
+        0
+    );
     assert!(store.pending_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
     assert!(store.pending_kluster_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
+
+    // an old task's new text is found by the walk; a pass whose embedder is down keeps its place
+    let patch = mc_domain::input::TaskPatch { title: Some("one, renamed".into()), ..Default::default() };
+    store.update_task(&ctx, tasks[0].id, patch, None).await.expect("retitle");
+    let before = cursor.clone();
+    let down = Down(embedder.model_id().to_owned());
+    let failed = mc_server::overlap::embed_pending_once(store.as_ref(), &down, 32, &mut cursor).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(cursor, before, "the failed page is asked for again");
+    let n = mc_server::overlap::embed_pending_once(store.as_ref(), &embedder, 32, &mut cursor).await.expect("retry");
+    assert_eq!(n, 1, "the renamed task");
+    let v = store.task_embedding(tasks[0].id, embedder.model_id()).await.expect("vector");
+    assert!(v.is_some(), "the new text has its vector");
+    assert!(store.pending_embeddings(embedder.model_id(), 10).await.expect("pending").is_empty());
+}
+
+/// An embedder whose service is down, under another embedder's model id.
+#[derive(Debug)]
+struct Down(String);
+
+#[async_trait::async_trait]
+impl mc_embed::Embedder for Down {
+    fn model_id(&self) -> &str {
+        &self.0
+    }
+    fn dim(&self) -> usize {
+        384
+    }
+    async fn embed(&self, _texts: &[String]) -> Result<Vec<Vec<f32>>, mc_embed::EmbedError> {
+        Err(mc_embed::EmbedError::Unavailable("connection refused".into()))
+    }
 }
 
 /// An OpenAI-compatible embeddings endpoint serving a real model (the bundled one) on a free

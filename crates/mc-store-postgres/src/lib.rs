@@ -31,8 +31,8 @@ use mc_domain::{
 };
 use mc_store::{
     Created, DocEmbedded, DocEmbeddingJob, DocFilter, DocHit, Embedded, EmbeddingJob, KlusterEmbedded,
-    KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, PendingVector, ReadyFilter, ScopeFilter, SearchFilter,
-    SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, PendingPage, PendingVector, ReadyFilter, ScopeFilter,
+    SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TextCursor, TokenRecord, WriteCtx,
 };
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -890,8 +890,13 @@ impl Store for PgStore {
         search::with_paths(&mut *self.conn().await?, filter, limit).await
     }
 
-    async fn pending_embeddings(&self, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
-        search::pending(&mut *self.conn().await?, model, limit).await
+    async fn pending_embeddings_from(
+        &self,
+        model: &str,
+        limit: usize,
+        from: &TextCursor,
+    ) -> Result<PendingPage<EmbeddingJob>> {
+        search::pending(&mut *self.conn().await?, model, limit, from).await
     }
 
     async fn put_embeddings(&self, model: &str, mut items: Vec<Embedded>) -> Result<()> {

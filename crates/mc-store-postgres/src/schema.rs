@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "kluster_search", include_str!("../migrations/0003_kluster_search.sql")),
     (4, "search_tuning", include_str!("../migrations/0004_search_tuning.sql")),
     (5, "docs", include_str!("../migrations/0005_docs.sql")),
+    (6, "text_marks", include_str!("../migrations/0006_text_marks.sql")),
 ];
 
 /// Key of the advisory lock held while migrating ("mc-migr" in ASCII).

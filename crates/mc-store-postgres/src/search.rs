@@ -9,7 +9,7 @@ use mc_domain::id::Uuid;
 use mc_domain::ledger::sha256_hex;
 use mc_domain::{Error, Result, Task, TaskId};
 use mc_store::fusion::fuse;
-use mc_store::{Embedded, EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
+use mc_store::{Embedded, EmbeddingJob, PendingPage, SearchFilter, SearchHit, SearchRequest, TextCursor};
 use pgvector::Vector;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -147,26 +147,65 @@ pub(crate) async fn reindex(c: &mut PgConnection, t: &Task, changed: Changed) ->
     Ok(())
 }
 
-pub(crate) async fn pending(c: &mut PgConnection, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
+/// One page of the embedding worker's walk (see [`TextCursor`]): the marks are the writing
+/// transactions' ids (`text_xid`, ties broken by task id), and the first unsettled mark is the
+/// oldest transaction still running in the page's snapshot, read in the same snapshot.
+pub(crate) async fn pending(
+    c: &mut PgConnection,
+    model: &str,
+    limit: usize,
+    from: &TextCursor,
+) -> Result<PendingPage<EmbeddingJob>> {
+    if limit == 0 {
+        return Ok(PendingPage { jobs: vec![], next: from.clone() });
+    }
+    let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(db_err)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let top: i64 = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    let (below_mark, below_task) = match &from.after {
+        Some((mark, task)) => {
+            let task = mc_domain::id::Uuid::parse_str(task)
+                .map_err(|e| Error::validation("cursor", format!("not a task id: {e}")))?;
+            (*mark, task)
+        }
+        None => (i64::MAX, mc_domain::id::Uuid::max()),
+    };
     let rows = sqlx::query(concat!(
         "SELECT ",
         t_task_columns!(),
-        " FROM task_search s JOIN tasks t ON t.id = s.task_id \
-         LEFT JOIN task_embeddings e ON e.task_id = s.task_id AND e.model = $1 \
-         WHERE e.text_hash IS DISTINCT FROM s.text_hash ORDER BY s.task_id DESC LIMIT $2"
+        ", p.text_xid::text::bigint AS mark FROM (SELECT s.task_id, s.text_xid FROM task_search s \
+             LEFT JOIN task_embeddings e ON e.task_id = s.task_id AND e.model = $1 \
+             WHERE s.text_xid >= $2::text::xid8 AND (s.text_xid, s.task_id) < ($3::text::xid8, $4) \
+             AND e.text_hash IS DISTINCT FROM s.text_hash \
+             ORDER BY s.text_xid DESC, s.task_id DESC LIMIT $5) p \
+         JOIN tasks t ON t.id = p.task_id ORDER BY p.text_xid DESC, p.task_id DESC"
     ))
     .bind(model)
+    .bind(from.done_below.to_string())
+    .bind(below_mark.to_string())
+    .bind(below_task)
     .bind(limit as i64)
-    .fetch_all(c)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            let t = task_from_row(r)?;
-            let text = t.embedding_text();
-            Ok(EmbeddingJob { task_id: t.id, text_hash: text_hash(&text), text })
-        })
-        .collect()
+    tx.commit().await.map_err(db_err)?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for r in &rows {
+        let t = task_from_row(r)?;
+        let mark: i64 = sqlx::Row::try_get(r, "mark").map_err(db_err)?;
+        last = Some((mark, t.id.to_string()));
+        let text = t.embedding_text();
+        jobs.push(EmbeddingJob { task_id: t.id, text_hash: text_hash(&text), text });
+    }
+    let next = from.advance(top, last.filter(|_| jobs.len() >= limit));
+    Ok(PendingPage { jobs, next })
 }
 
 /// Creates the vector table of a model and dimension (and its HNSW index) unless it exists, in

@@ -29,8 +29,8 @@ use mc_domain::{
 };
 use mc_store::{
     Created, DocEmbedded, DocEmbeddingJob, DocFilter, DocHit, Embedded, EmbeddingJob, KlusterEmbedded,
-    KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, PendingVector, ReadyFilter, ScopeFilter, SearchFilter,
-    SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TokenRecord, WriteCtx,
+    KlusterEmbeddingJob, KlusterHit, LedgerFilter, Page, PendingPage, PendingVector, ReadyFilter, ScopeFilter,
+    SearchFilter, SearchHit, SearchRequest, Store, StoreHealth, TaskFilter, TextCursor, TokenRecord, WriteCtx,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -812,9 +812,14 @@ impl Store for SqliteStore {
         self.read(move |c| search::with_paths(c, &f, limit)).await
     }
 
-    async fn pending_embeddings(&self, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
-        let model = model.to_owned();
-        self.read(move |c| search::pending(c, &model, limit)).await
+    async fn pending_embeddings_from(
+        &self,
+        model: &str,
+        limit: usize,
+        from: &TextCursor,
+    ) -> Result<PendingPage<EmbeddingJob>> {
+        let (model, from) = (model.to_owned(), from.clone());
+        self.read(move |c| search::pending(c, &model, limit, &from)).await
     }
 
     async fn put_embeddings(&self, model: &str, items: Vec<Embedded>) -> Result<()> {

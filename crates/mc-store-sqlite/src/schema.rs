@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "docs", include_str!("../migrations/0005_docs.sql")),
     (6, "doc_vector_scan", include_str!("../migrations/0006_doc_vector_scan.sql")),
     (7, "inline_vectors", include_str!("../migrations/0007_inline_vectors.sql")),
+    (8, "text_marks", include_str!("../migrations/0008_text_marks.sql")),
 ];
 
 /// The newest schema version this build knows.
@@ -82,7 +83,9 @@ mod tests {
         migrate(&mut conn).expect("schema");
         // back to schema 6: the tables as migration 6 left them
         conn.execute_batch(
-            "DROP TABLE doc_embeddings; DROP TABLE kluster_embeddings; DELETE FROM schema_migrations WHERE version = 7;
+            "DROP TABLE doc_embeddings; DROP TABLE kluster_embeddings; DELETE FROM schema_migrations WHERE version >= 7;
+             DROP TRIGGER search_docs_mark_new; DROP TRIGGER search_docs_mark_changed;
+             DROP INDEX search_docs_by_text_seq; ALTER TABLE search_docs DROP COLUMN text_seq;
              CREATE TABLE doc_embeddings (doc_id TEXT NOT NULL, model TEXT NOT NULL, text_hash TEXT NOT NULL,
                  dim INTEGER NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (doc_id, model)) WITHOUT ROWID;
              CREATE TABLE kluster_embeddings (kluster_id TEXT NOT NULL, model TEXT NOT NULL, text_hash TEXT NOT NULL,
@@ -103,7 +106,7 @@ mod tests {
             }
         }
 
-        assert_eq!(migrate(&mut conn).expect("migrate"), vec![7]);
+        assert_eq!(migrate(&mut conn).expect("migrate"), vec![7, 8]);
         for (table, key) in [("doc_embeddings", "doc_id"), ("kluster_embeddings", "kluster_id")] {
             let ddl: String =
                 conn.query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [table], |r| r.get(0)).expect("ddl");

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mc_domain::ledger::sha256_hex;
 use mc_domain::{Error, Result, Task, TaskId, TaskStatus};
 use mc_store::fusion::fuse;
-use mc_store::{EmbeddingJob, SearchFilter, SearchHit, SearchRequest};
+use mc_store::{EmbeddingJob, PendingPage, SearchFilter, SearchHit, SearchRequest, TextCursor};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -144,25 +144,53 @@ pub(crate) fn text_hash(text: &str) -> String {
     sha256_hex(text.as_bytes())
 }
 
-pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
-    let mut st = c
+/// One page of the embedding worker's walk (see [`TextCursor`]): the marks are `text_seq`, unique
+/// and growing with each write, read with the first unsettled mark in one snapshot.
+pub(crate) fn pending(
+    c: &Connection,
+    model: &str,
+    limit: usize,
+    from: &TextCursor,
+) -> Result<PendingPage<EmbeddingJob>> {
+    if limit == 0 {
+        return Ok(PendingPage { jobs: vec![], next: from.clone() });
+    }
+    let tx = c.unchecked_transaction().map_err(db_err)?;
+    let top: i64 = tx
+        .prepare_cached("SELECT coalesce(max(text_seq), 0) + 1 FROM search_docs")
+        .map_err(db_err)?
+        .query_row([], |r| r.get(0))
+        .map_err(db_err)?;
+    let below = from.after.as_ref().map_or(i64::MAX, |(mark, _)| *mark);
+    let mut st = tx
         .prepare_cached(&format!(
-            // newest documents first (a task's document is made with it); tasks are read only
-            // for the documents found
-            "SELECT {} FROM (SELECT d.doc_id, d.task_id FROM search_docs d \
+            // newest changes first; tasks are read only for the documents found
+            "SELECT {}, p.text_seq, p.doc_id FROM (SELECT d.doc_id, d.task_id, d.text_seq FROM search_docs d \
                  LEFT JOIN task_embeddings e ON e.task_id = d.task_id AND e.model = ?1 \
-                 WHERE e.text_hash IS NOT d.text_hash ORDER BY d.doc_id DESC LIMIT ?2) p \
-             JOIN tasks t ON t.id = p.task_id ORDER BY p.doc_id DESC",
+                 WHERE d.text_seq >= ?2 AND d.text_seq < ?3 AND e.text_hash IS NOT d.text_hash \
+                 ORDER BY d.text_seq DESC LIMIT ?4) p \
+             JOIN tasks t ON t.id = p.task_id ORDER BY p.text_seq DESC",
             prefixed()
         ))
         .map_err(db_err)?;
-    let rows = st.query_map(params![model, limit as i64], task_from_row).map_err(db_err)?;
-    rows.map(|t| {
-        let t = t.map_err(db_err)?;
-        let text = t.embedding_text();
-        Ok(EmbeddingJob { task_id: t.id, text_hash: text_hash(&text), text })
-    })
-    .collect()
+    let cols = TASK_COLUMNS.split(", ").count();
+    let rows = st
+        .query_map(params![model, from.done_below, below, limit as i64], |r| {
+            Ok((task_from_row(r)?, r.get::<_, i64>(cols)?, r.get::<_, i64>(cols + 1)?))
+        })
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    let last = rows.last().filter(|_| rows.len() >= limit).map(|(_, mark, doc)| (*mark, doc.to_string()));
+    let next = from.advance(top, last);
+    let jobs = rows
+        .into_iter()
+        .map(|(t, _, _)| {
+            let text = t.embedding_text();
+            EmbeddingJob { task_id: t.id, text_hash: text_hash(&text), text }
+        })
+        .collect();
+    Ok(PendingPage { jobs, next })
 }
 
 /// Fills in the text hash of search documents written before it was kept (see migration 4).

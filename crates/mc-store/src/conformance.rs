@@ -15,8 +15,9 @@ use mc_domain::doc::{DocPatch, NewDoc, RawDocFields};
 use mc_domain::{Doc, DocId, DocKind};
 
 use crate::{
-    DocEmbedded, DocFilter, Embedded, IdempotencyKey, LedgerFilter, ReadyFilter, ScopeFilter, SearchFilter, SearchHit,
-    SearchRequest, Store, TaskFilter, TokenRecord, VectorQuery, WriteCtx,
+    DocEmbedded, DocFilter, Embedded, EmbeddingJob, IdempotencyKey, LedgerFilter, PendingPage, ReadyFilter,
+    ScopeFilter, SearchFilter, SearchHit, SearchRequest, Store, TaskFilter, TextCursor, TokenRecord, VectorQuery,
+    WriteCtx,
 };
 
 /// A fresh store for one test, and whatever keeps it alive (a temp dir, a server).
@@ -46,6 +47,7 @@ macro_rules! conformance_tests {
             tokens_resolve_to_principals,
             search_fuses_text_and_vectors_under_filters,
             embeddings_follow_the_text_and_the_model,
+            the_embedding_walk_reads_only_changed_texts,
             klusters_are_searched_by_text_and_vectors,
             queries_of_only_common_words_take_the_newest_matches,
             a_search_right_after_a_write_sees_it,
@@ -613,6 +615,72 @@ pub async fn search_fuses_text_and_vectors_under_filters(s: Arc<dyn Store>, _clo
     assert!(s.search_tasks(&q("?!", None, SearchFilter::default())).await.expect("search").is_empty());
     let with_paths = s.tasks_with_paths(&SearchFilter { mission_id: Some(m.id), ..Default::default() }, 10).await;
     assert_eq!(with_paths.expect("paths").len(), 3);
+}
+
+/// Embeds every job of a page under `model` (unit vectors) and returns the cursor to go on from.
+async fn embed_page(s: &dyn Store, model: &str, page: PendingPage<EmbeddingJob>) -> TextCursor {
+    let items = page
+        .jobs
+        .into_iter()
+        .map(|j| Embedded { task_id: j.task_id, text_hash: j.text_hash, vector: vec![0.5; 4] })
+        .collect();
+    s.put_embeddings(model, items).await.expect("put");
+    page.next
+}
+
+pub async fn the_embedding_walk_reads_only_changed_texts(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {
+    let s = s.as_ref();
+    let model = "test/walk";
+    let m = mission(s, "M").await;
+    let k = kluster(s, &m, "K").await;
+    let mut tasks = Vec::new();
+    for i in 0..7 {
+        tasks.push(task(s, k.id, &format!("Task number {i}"), 2, &[]).await);
+    }
+    // a sweep in pages of 3, newest change first; a page is asked for again until its cursor is passed back
+    let start = TextCursor::default();
+    let first = s.pending_embeddings_from(model, 3, &start).await.expect("page");
+    let again = s.pending_embeddings_from(model, 3, &start).await.expect("page");
+    assert_eq!(first.jobs, again.jobs, "a page whose vectors were not stored comes back the same");
+    let titles = |p: &PendingPage<EmbeddingJob>| p.jobs.iter().map(|j| j.text.clone()).collect::<Vec<_>>();
+    assert_eq!(titles(&first), ["Task number 6", "Task number 5", "Task number 4"]);
+    let mut cursor = embed_page(s, model, first).await;
+    let mut seen = 3;
+    loop {
+        let page = s.pending_embeddings_from(model, 3, &cursor).await.expect("page");
+        let n = page.jobs.len();
+        seen += n;
+        cursor = embed_page(s, model, page).await;
+        if n < 3 {
+            break;
+        }
+    }
+    assert_eq!(seen, 7, "one sweep hands out every task once");
+    assert!(cursor.after.is_none() && cursor.done_below > 0, "the sweep ended and settled its marks: {cursor:?}");
+    assert!(s.pending_embeddings(model, 10).await.expect("pending").is_empty());
+
+    // nothing changed: nothing to read; an old task's new text is found, and a status change is not a new text
+    let idle = s.pending_embeddings_from(model, 3, &cursor).await.expect("idle");
+    assert!(idle.jobs.is_empty());
+    cursor = idle.next;
+    let patch = TaskPatch { title: Some("Task number 1, renamed".into()), ..Default::default() };
+    s.update_task(&admin(), tasks[1].id, patch, None).await.expect("retitle");
+    let ctx = agent("a1");
+    s.claim_task(&ctx, tasks[2].id, TTL).await.expect("claim");
+    let page = s.pending_embeddings_from(model, 3, &cursor).await.expect("changed");
+    assert_eq!(titles(&page), ["Task number 1, renamed"]);
+    cursor = embed_page(s, model, page).await;
+    // a task created now is found too, and after it the walk is idle again
+    task(s, k.id, "Task number 7", 2, &[]).await;
+    let page = s.pending_embeddings_from(model, 3, &cursor).await.expect("new");
+    assert_eq!(titles(&page), ["Task number 7"]);
+    cursor = embed_page(s, model, page).await;
+    assert!(s.pending_embeddings_from(model, 3, &cursor).await.expect("idle").jobs.is_empty());
+    // the walk of another model starts from the beginning
+    assert_eq!(
+        s.pending_embeddings_from("test/other", 100, &TextCursor::default()).await.expect("other").jobs.len(),
+        8
+    );
 }
 
 pub async fn embeddings_follow_the_text_and_the_model(s: Arc<dyn Store>, _clock: Arc<ManualClock>) {

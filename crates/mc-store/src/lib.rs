@@ -181,6 +181,46 @@ pub struct EmbeddingJob {
     pub text_hash: String,
 }
 
+/// Where the embedding worker's walk over task texts stands for one model. A backend marks every
+/// change of a task's text with a number that grows with commit order (a sequence on the embedded
+/// profile, the writing transaction's id on PostgreSQL); a walk *sweeps* the marks from the newest
+/// down, and a finished sweep remembers below which mark every text had its vector, so that the
+/// next sweeps read only what changed since. An idle pass then costs what changed, not every task.
+///
+/// A caller passes back the cursor a page returned only once it has stored that page's vectors:
+/// a page that failed is asked for again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextCursor {
+    /// Every text marked below this had its vector when the last sweep ended.
+    pub done_below: i64,
+    /// Where the sweep under way stands: the (mark, key) of the last text handed out (texts
+    /// before it in the sweep's order have been), `None` at the start of a sweep.
+    pub after: Option<(i64, String)>,
+    /// The first mark not known to be settled when the sweep under way began: `done_below` of
+    /// the next sweep.
+    pub sweep_top: Option<i64>,
+}
+
+/// One page of a walk: the jobs, and the cursor to pass once they are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPage<J> {
+    pub jobs: Vec<J>,
+    pub next: TextCursor,
+}
+
+impl TextCursor {
+    /// The cursor after a page read from this one: `top` is the first mark not settled in the
+    /// page's snapshot, `last` the (mark, key) of the page's last text when the page was full. A
+    /// full page leaves the sweep going on below its last text; a short one ends the sweep.
+    pub fn advance(&self, top: i64, last_of_full_page: Option<(i64, String)>) -> TextCursor {
+        let sweep_top = self.sweep_top.unwrap_or(top);
+        match last_of_full_page {
+            Some(last) => TextCursor { done_below: self.done_below, after: Some(last), sweep_top: Some(sweep_top) },
+            None => TextCursor { done_below: sweep_top.max(self.done_below), after: None, sweep_top: None },
+        }
+    }
+}
+
 /// A computed vector for a task's text.
 #[derive(Debug, Clone)]
 pub struct Embedded {
@@ -314,7 +354,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Tasks (matching `filter`) that declare paths, newest first: candidates for path overlap.
     async fn tasks_with_paths(&self, filter: &SearchFilter, limit: usize) -> Result<Vec<Task>>;
     /// Up to `limit` tasks whose current text has no vector of `model`.
-    async fn pending_embeddings(&self, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>>;
+    async fn pending_embeddings(&self, model: &str, limit: usize) -> Result<Vec<EmbeddingJob>> {
+        Ok(self.pending_embeddings_from(model, limit, &TextCursor::default()).await?.jobs)
+    }
+    /// One page of the embedding worker's walk (see [`TextCursor`]): up to `limit` tasks whose
+    /// current text has no vector of `model`, among the texts `from` has not settled, newest
+    /// change first.
+    async fn pending_embeddings_from(
+        &self,
+        model: &str,
+        limit: usize,
+        from: &TextCursor,
+    ) -> Result<PendingPage<EmbeddingJob>>;
     /// Stores vectors of `model`; a vector whose text hash is no longer the task's is ignored.
     async fn put_embeddings(&self, model: &str, items: Vec<Embedded>) -> Result<()>;
     /// The stored vector of a task for `model`, if current.
