@@ -75,11 +75,12 @@ echo "== benchmark smoke runs (small sizes; real figures: see README)"
 "$BIN/mcp-bench" --tasks 300 --samples 50 --starts 10   # drives the real `mc mcp`
 
 echo "== overlap quality on the held-out pairs (fails below the recorded floors)"
-# Regression guards, not goals (both models are below the goals on the fresh held-out part: see
-# README): 49 held-out duplicates, so one pair moves a share by 2 points. A wrong block (creation
-# refused for work that is not a duplicate) is never accepted.
-"$BIN/overlap-eval" --min-precision 0.9 --min-surfaced 0.67 --max-wrong-blocks 0 --max-unrelated 0
-"$BIN/overlap-eval" --model-dir "$MC_TEST_MINILM_DIR" --min-precision 0.9 --min-surfaced 0.89 --max-wrong-blocks 0 --max-unrelated 0
+# Regression guards, not goals (both models are below the goals on the fresh held-out parts: see
+# README): 99 held-out duplicates, so one pair moves a share by 1 point; all-MiniLM-L6-v2 surfaces
+# one of the 75 held-out unrelated pairs. A wrong block (creation refused for work that is not a
+# duplicate) is never accepted.
+"$BIN/overlap-eval" --min-precision 0.9 --min-surfaced 0.65 --max-wrong-blocks 0 --max-unrelated 0
+"$BIN/overlap-eval" --model-dir "$MC_TEST_MINILM_DIR" --min-precision 0.9 --min-surfaced 0.87 --max-wrong-blocks 0 --max-unrelated 1
 "$BIN/overlap-eval" --docs --min-surfaced 0.95 --max-wrong-blocks 0 --max-unrelated 0
 
 echo "== tests"
