@@ -1,6 +1,6 @@
 //! Docs and artifacts: rows, writes (each inside the caller's transaction, with its ledger event)
 //! and search (see [`crate::plain_search`]: full text over a generated tsvector of title and body,
-//! vectors in one plain table).
+//! vectors in one table with a partial HNSW index per model and dimension).
 
 use mc_domain::doc::{DocPatch, NewDoc, next_version};
 use mc_domain::id::Uuid;
@@ -44,6 +44,7 @@ impl Searchable for Doc {
     const KEY: &'static str = "doc_id";
     const LIVE: &'static str = "true";
     const TEXT_HASH: Option<&'static str> = Some("text_hash");
+    const VECTOR_COLUMNS: Option<&'static str> = Some("mission_id, kluster_id, kind");
 
     fn from_row(r: &PgRow) -> Result<Self> {
         doc_from_row(r)
@@ -131,8 +132,17 @@ pub(crate) async fn update(
     now: Timestamp,
 ) -> Result<Doc> {
     let mut doc = load(c, id, true).await?;
+    let text_before = doc.embedding_text();
     if !next_version(&mut doc, &patch, if_version, now)? {
         return Ok(doc);
+    }
+    if doc.embedding_text() != text_before {
+        // its vectors are of the old text (the worker embeds the new one)
+        sqlx::query("DELETE FROM doc_embeddings WHERE doc_id = $1")
+            .bind(doc.id.as_uuid())
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
     }
     sqlx::query(
         "UPDATE docs SET title = $2, body = $3, paths = $4, version = $5, updated_at = $6, text_hash = $7 WHERE id = $1",

@@ -969,7 +969,10 @@ impl Store for PgStore {
     }
 
     async fn search_docs(&self, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>> {
-        docs::search(&mut *self.conn().await?, req, kind).await
+        // a transaction only to scope the vector index scan settings (`SET LOCAL`) to this search
+        let (mut tx, _) = self.begin().await?;
+        let out = docs::search(&mut tx, req, kind).await;
+        finish(tx, out).await
     }
 
     async fn pending_doc_embeddings(&self, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {
@@ -1036,6 +1039,12 @@ impl PgStore {
     ) -> Result<()> {
         // rows in the same order in every batch: two batches never deadlock
         items.sort_by_key(|e| e.0);
+        let mut dims: Vec<usize> = items.iter().map(|e| e.2.len()).collect();
+        dims.sort_unstable();
+        dims.dedup();
+        for dim in dims {
+            plain_search::ensure_index::<T>(&mut *self.conn().await?, model, dim).await?;
+        }
         let (mut tx, _) = self.begin().await?;
         let out = async {
             for e in &items {

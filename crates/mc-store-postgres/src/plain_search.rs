@@ -1,9 +1,10 @@
-//! Hybrid search over what is few per mission (klusters, docs): full text over a generated
-//! `tsvector` column of the entity's own table, vectors in one plain table per kind of entity,
-//! compared by cosine distance during the scan (a mission has tens of them, not thousands), fused
-//! by reciprocal rank like task search. A vector is compared only when it is of the query's model
-//! and dimension and was made from the entity's current text (its text hash), so a stale vector,
-//! or another model's, never counts.
+//! Hybrid search over klusters and docs: full text over a generated `tsvector` column of the
+//! entity's own table, vectors in one table per kind of entity, fused by reciprocal rank like task
+//! search. Kluster vectors are compared by cosine distance during a scan (a mission has tens of
+//! klusters, not thousands). Doc vectors carry the doc's filter columns and have a partial HNSW
+//! index per model and dimension. A vector is compared only when it is of the query's model and
+//! dimension and was made from the entity's current text (its text hash), so a stale vector, or
+//! another model's, never counts.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
 use crate::rows::db_err;
-use crate::search::{OVERSAMPLE, text_hash, ts_query};
+use crate::search::{HNSW_MAX_DIM, OVERSAMPLE, index_key, plan_knn, reset_knn_plan, text_hash, ts_query};
 
 /// Largest dimension stored (as on the embedded profile).
 const MAX_DIM: usize = 8_192;
@@ -37,6 +38,13 @@ pub(crate) trait Searchable: Sized + Send {
     /// A column of the entity holding the hash of its embedded text, if it keeps one: pending
     /// work is then found in SQL, without reading and hashing every text (docs are long).
     const TEXT_HASH: Option<&'static str> = None;
+    /// Columns of the entity (which never change) copied into each of its vector rows, so that
+    /// search filters on them apply inside the vector index scan. None: vectors are compared
+    /// during a scan of the entity's table. With them, the vectors table has these columns and an
+    /// `index_key` ([`index_key`]), each model and dimension has a partial HNSW index
+    /// ([`ensure_index`]), and the entity's writes delete its vectors when its text changes, so
+    /// every stored vector is current.
+    const VECTOR_COLUMNS: Option<&'static str> = None;
 
     fn from_row(r: &PgRow) -> Result<Self>;
     fn key(&self) -> Uuid;
@@ -88,7 +96,12 @@ impl Conds {
 
     /// The ` AND x.column = $n` clauses, the first numbered `first`.
     pub(crate) fn sql(&self, first: usize) -> String {
-        self.0.iter().enumerate().map(|(i, (col, _))| format!(" AND x.{col} = ${}", first + i)).collect()
+        self.sql_on("x", first)
+    }
+
+    /// The same clauses on the columns of `alias`.
+    fn sql_on(&self, alias: &str, first: usize) -> String {
+        self.0.iter().enumerate().map(|(i, (col, _))| format!(" AND {alias}.{col} = ${}", first + i)).collect()
     }
 
     /// Binds the values, in the order of [`Conds::sql`].
@@ -134,6 +147,18 @@ async fn vector_candidates<T: Searchable>(
     conds: &Conds,
     n: usize,
 ) -> Result<Vec<(T, f32)>> {
+    if T::VECTOR_COLUMNS.is_some() {
+        let mut found = vec![];
+        for exact in [false, true] {
+            plan_knn(c, n, exact).await?;
+            found = indexed_candidates(c, model, v, conds, n).await?;
+            if found.len() >= n {
+                break;
+            }
+        }
+        reset_knn_plan(c).await?;
+        return Ok(found);
+    }
     // distances are ranked over ids alone, and only the nearest rows are read whole (a doc's body
     // can be 256 KiB); an entity that keeps the hash of its text is checked against it here
     let current = T::TEXT_HASH.map(|col| format!(" AND e.text_hash = x.{col}")).unwrap_or_default();
@@ -166,6 +191,74 @@ async fn vector_candidates<T: Searchable>(
         }
     }
     Ok(out)
+}
+
+/// [`vector_candidates`] of an entity whose vectors carry its filter columns, through the index
+/// of the model and dimension when there is one (the query names its `index_key` as a literal, so
+/// that every plan, a prepared statement's generic one too, can use the partial index).
+async fn indexed_candidates<T: Searchable>(
+    c: &mut PgConnection,
+    model: &str,
+    v: &[f32],
+    conds: &Conds,
+    n: usize,
+) -> Result<Vec<(T, f32)>> {
+    let dim = v.len();
+    let distance = format!("(e.embedding::vector({dim})) <=> $1");
+    let current = T::TEXT_HASH.map(|col| format!(" AND x.{col} = knn.text_hash")).unwrap_or_default();
+    let sql = format!(
+        "WITH knn AS MATERIALIZED (SELECT e.{key} AS id, e.text_hash, {distance} AS d FROM {emb} e \
+             WHERE e.index_key = '{index}' AND e.model = $2{conds} ORDER BY {distance} LIMIT $3) \
+         SELECT {}, knn.d FROM knn JOIN {table} x ON x.id = knn.id WHERE {live}{current} ORDER BY knn.d, x.id",
+        columns::<T>(),
+        key = T::KEY,
+        emb = T::EMBEDDINGS,
+        index = index_key(model, dim),
+        conds = conds.sql_on("e", 4),
+        table = T::TABLE,
+        live = T::LIVE,
+    );
+    let q = sqlx::query(AssertSqlSafe(sql)).bind(Vector::from(v.to_vec())).bind(model).bind(n as i64);
+    let rows = conds.bind(q).fetch_all(c).await.map_err(db_err)?;
+    let at = after_columns::<T>();
+    rows.iter()
+        .map(|r| {
+            let d: f64 = r.try_get(at).map_err(db_err)?;
+            Ok((T::from_row(r)?, 1.0 - d as f32))
+        })
+        .collect()
+}
+
+/// Creates the partial HNSW index of a model and dimension over an entity's vectors unless it
+/// exists, in its own transaction (DDL commits before vectors are written; concurrent callers
+/// wait on an advisory lock instead of racing). Entities without [`Searchable::VECTOR_COLUMNS`],
+/// and dimensions an HNSW index does not take, have none.
+pub(crate) async fn ensure_index<T: Searchable>(c: &mut PgConnection, model: &str, dim: usize) -> Result<()> {
+    if T::VECTOR_COLUMNS.is_none() || dim == 0 || dim > HNSW_MAX_DIM {
+        return Ok(());
+    }
+    let key = index_key(model, dim);
+    let name = format!("{}_{key}", T::EMBEDDINGS);
+    let exists = "SELECT to_regclass($1) IS NOT NULL";
+    if sqlx::query_scalar(exists).bind(&name).fetch_one(&mut *c).await.map_err(db_err)? {
+        return Ok(());
+    }
+    let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(db_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    if !sqlx::query_scalar::<_, bool>(exists).bind(&name).fetch_one(&mut *tx).await.map_err(db_err)? {
+        let ddl = format!(
+            "CREATE INDEX {name} ON {} USING hnsw ((embedding::vector({dim})) vector_cosine_ops) \
+             WHERE index_key = '{key}'",
+            T::EMBEDDINGS
+        );
+        sqlx::raw_sql(AssertSqlSafe(ddl)).execute(&mut *tx).await.map_err(db_err)?;
+        tracing::info!(model, dim, index = name, "created a vector index");
+    }
+    tx.commit().await.map_err(db_err)
 }
 
 /// Hybrid search among the live entities that meet `conds`; text-only hits get their cosine
@@ -261,17 +354,29 @@ pub(crate) async fn put<T: Searchable>(c: &mut PgConnection, model: &str, e: &Ve
     if vector.is_empty() || vector.len() > MAX_DIM {
         return Err(Error::validation("vector", format!("dimension {} is not supported", vector.len())));
     }
-    let sql = format!("SELECT {} FROM {} x WHERE x.id = $1", columns::<T>(), T::TABLE);
+    // the share lock keeps the text from changing until this vector is stored (a write that
+    // changes the text of an entity with vector columns deletes its vectors)
+    let sql = format!("SELECT {} FROM {} x WHERE x.id = $1 FOR SHARE", columns::<T>(), T::TABLE);
     let row = sqlx::query(AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *c).await.map_err(db_err)?;
     let Some(item) = row.as_ref().map(T::from_row).transpose()? else { return Ok(()) };
     if text_hash(&item.text()) != *hash {
         return Ok(()); // the text changed since; the worker will embed the new one
     }
+    let (extra, copied) = match T::VECTOR_COLUMNS {
+        Some(cols) => {
+            let from = cols.split(',').map(|c| format!("x.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            (format!(", index_key, {cols}"), format!(", '{}', {from}", index_key(model, vector.len())))
+        }
+        None => (String::new(), String::new()),
+    };
+    let refresh = if T::VECTOR_COLUMNS.is_some() { ", index_key = excluded.index_key" } else { "" };
     let sql = format!(
-        "INSERT INTO {} ({key}, model, text_hash, dim, embedding) VALUES ($1, $2, $3, $4, $5) \
+        "INSERT INTO {} ({key}, model, text_hash, dim, embedding{extra}) \
+         SELECT $1, $2, $3, $4, $5{copied} FROM {} x WHERE x.id = $1 \
          ON CONFLICT ({key}, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim, \
-         embedding = excluded.embedding",
+         embedding = excluded.embedding{refresh}",
         T::EMBEDDINGS,
+        T::TABLE,
         key = T::KEY
     );
     sqlx::query(AssertSqlSafe(sql))

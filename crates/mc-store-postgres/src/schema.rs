@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "search_tuning", include_str!("../migrations/0004_search_tuning.sql")),
     (5, "docs", include_str!("../migrations/0005_docs.sql")),
     (6, "text_marks", include_str!("../migrations/0006_text_marks.sql")),
+    (7, "doc_vector_index", include_str!("../migrations/0007_doc_vector_index.sql")),
 ];
 
 /// Key of the advisory lock held while migrating ("mc-migr" in ASCII).

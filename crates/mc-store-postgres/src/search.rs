@@ -25,7 +25,7 @@ pub(crate) const OVERSAMPLE: usize = 4;
 /// while barely changing the ranking.
 const RANK_BUDGET: i64 = 1_000;
 /// Largest dimension an HNSW index takes for `vector`; larger vectors are searched exactly.
-const HNSW_MAX_DIM: usize = 2_000;
+pub(crate) const HNSW_MAX_DIM: usize = 2_000;
 /// Largest dimension stored at all (as on the embedded profile).
 const MAX_DIM: usize = 8_192;
 
@@ -44,7 +44,13 @@ pub(crate) fn text_hash(text: &str) -> String {
 /// (so they are never compared, and a model change starts a fresh index). The name is derived
 /// from a hash, so it is always a safe identifier.
 pub(crate) fn vec_table(model: &str, dim: usize) -> String {
-    format!("task_vec_{}_{dim}", &sha256_hex(model.as_bytes())[..12])
+    format!("task_vec_{}", index_key(model, dim))
+}
+
+/// The key of a model and dimension among vector tables and indexes (hex digits and a number,
+/// so it is safe in an identifier and a literal). Migration 0007 computes the same in SQL.
+pub(crate) fn index_key(model: &str, dim: usize) -> String {
+    format!("{}_{dim}", &sha256_hex(model.as_bytes())[..12])
 }
 
 /// The full-text document of a task: title (weight A), description (B), labels (C), from the
@@ -383,7 +389,10 @@ fn quote_lexeme(l: &str) -> String {
 /// them are AND-ed (which only near restatements match) and not ranked (see [`TsQuery::ranked`]).
 /// How many documents hold a
 /// common lexeme is estimated from the frequencies ANALYZE keeps for `task_search.tsv` (no
-/// index scan); a lexeme it does not list is rare, and counted exactly (up to the budget).
+/// index scan), times the rows the table holds now: the rows per page ANALYZE saw times its
+/// pages now, as the planner estimates (a table that grew since ANALYZE would otherwise look
+/// smaller than it is, and a common lexeme rare enough to rank). A lexeme it does not list is
+/// rare, and counted exactly (up to the budget).
 /// Lexemes found nowhere are left out, as on the embedded profile.
 /// `table` is the one holding the `tsv` column searched (`task_search`, `docs`, `klusters`).
 pub(crate) async fn ts_query(c: &mut PgConnection, table: &'static str, text: &str) -> Result<Option<TsQuery>> {
@@ -399,8 +408,11 @@ pub(crate) async fn ts_query(c: &mut PgConnection, table: &'static str, text: &s
                     FROM unnest($1::text[]) AS w), \
               p AS (SELECT l.lex, array_position(st.e, l.lex) AS pos, st.f FROM l LEFT JOIN st ON true) \
          SELECT CASE WHEN p.pos IS NOT NULL \
-                THEN p.f[p.pos]::float8 * (SELECT GREATEST(reltuples, 0)::float8 FROM pg_class \
-                                            WHERE oid = to_regclass($3)) \
+                THEN p.f[p.pos]::float8 * (SELECT CASE WHEN relpages > 0 \
+                                            THEN reltuples::float8 / relpages \
+                                                 * (pg_relation_size(oid) / current_setting('block_size')::float8) \
+                                            ELSE GREATEST(reltuples, 0)::float8 END \
+                                            FROM pg_class WHERE oid = to_regclass($3)) \
                 ELSE (SELECT count(*) FROM (SELECT 1 FROM {table} s \
                       WHERE s.tsv @@ plainto_tsquery('simple', p.lex) LIMIT $2) x)::float8 END, p.lex \
          FROM p"
@@ -573,6 +585,48 @@ async fn cosines(c: &mut PgConnection, model: &str, v: &[f32], tasks: &[TaskId])
     Ok(rows.into_iter().map(|(id, cos)| (TaskId::from(id), cos as f32)).collect())
 }
 
+/// How the next nearest-neighbour queries of a transaction are planned (`SET LOCAL` settings):
+/// as a walk of an HNSW graph that yields `n` rows, or as an exact scan. Callers walk first and
+/// scan exactly when the walk came back short, then [`reset_knn_plan`].
+///
+/// The planner would rather scan a mission's vectors whole than walk the graph with a filter (it
+/// cannot tell how soon the walk finds enough rows): the walk is bounded and far cheaper once a
+/// mission holds thousands of rows. An iterative walk goes on past neighbours the filters reject
+/// (order is restored by the caller's outer sort). It can still come back short: HNSW loses its
+/// way among many identical vectors (the same text in many rows) and iterative scans stop at a
+/// memory bound. The exact scan of the filtered rows (by mission through its index) then
+/// decides, so a short answer means there are no more vectors, never a missed one.
+pub(crate) async fn plan_knn(c: &mut PgConnection, n: usize, exact: bool) -> Result<()> {
+    // a walk may take no other path: a bitmap scan of a mission's rows (then sorted) looks
+    // cheaper to the planner than the graph until the mission holds many thousands of rows
+    let (seqscan, indexscan) = if exact { ("on", "off") } else { ("off", "on") };
+    sqlx::query(
+        "SELECT set_config('hnsw.ef_search', $1, true), \
+         set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+         set_config('enable_seqscan', $2, true), set_config('enable_bitmapscan', $2, true), \
+         set_config('enable_indexscan', $3, true)",
+    )
+    .bind(n.clamp(40, 1_000).to_string())
+    .bind(seqscan)
+    .bind(indexscan)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Plans the rest of the transaction as usual again (see [`plan_knn`]).
+pub(crate) async fn reset_knn_plan(c: &mut PgConnection) -> Result<()> {
+    sqlx::query(
+        "SELECT set_config('enable_seqscan', 'on', true), set_config('enable_bitmapscan', 'on', true), \
+         set_config('enable_indexscan', 'on', true)",
+    )
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
 /// Hybrid search in one transaction (for the `SET LOCAL` scan settings).
 pub(crate) async fn search(c: &mut PgConnection, req: &SearchRequest) -> Result<Vec<SearchHit>> {
     let text = text_part(c, req).await?;
@@ -598,41 +652,16 @@ pub(crate) async fn rank(c: &mut PgConnection, req: &SearchRequest, text: Vec<Ta
     let n = candidates(req.limit);
     let vector = match &req.vector {
         Some(v) => {
-            // enough candidates from the graph for n results; an iterative scan goes on past
-            // neighbours the filters reject (order is restored by the outer sort)
-            // The planner would rather scan a mission's vectors whole than walk the graph with a
-            // filter (it cannot tell how soon the walk finds enough rows): the walk is bounded
-            // and far cheaper once a mission holds thousands of tasks.
-            sqlx::query(
-                "SELECT set_config('hnsw.ef_search', $1, true), \
-                 set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-                 set_config('enable_seqscan', 'off', true)",
-            )
-            .bind(n.clamp(40, 1_000).to_string())
-            .execute(&mut *c)
-            .await
-            .map_err(db_err)?;
-            let found = vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?;
-            sqlx::query("SELECT set_config('enable_seqscan', 'on', true)").execute(&mut *c).await.map_err(db_err)?;
-            if found.len() < n {
-                // The graph walk came back short. HNSW loses its way among many identical
-                // vectors (the same text in many tasks) and iterative scans stop at a memory
-                // bound: an exact scan of the filtered rows decides instead (by mission through
-                // its index), so a short answer means there are no more vectors, never a
-                // missed one.
-                sqlx::query("SELECT set_config('enable_indexscan', 'off', true)")
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                let exact = vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?;
-                sqlx::query("SELECT set_config('enable_indexscan', 'on', true)")
-                    .execute(&mut *c)
-                    .await
-                    .map_err(db_err)?;
-                exact
-            } else {
-                found
+            let mut found = vec![];
+            for exact in [false, true] {
+                plan_knn(c, n, exact).await?;
+                found = vector_candidates(c, &v.model, &v.vector, &req.filter, n).await?;
+                if found.len() >= n {
+                    break;
+                }
             }
+            reset_knn_plan(c).await?;
+            found
         }
         None => vec![],
     };
