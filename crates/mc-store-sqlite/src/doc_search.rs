@@ -1,14 +1,15 @@
 //! Doc search on the embedded profile: FTS5 over title and body (scope: the mission, the kluster
-//! when it has one, the kind), vectors compared during the scan (see
-//! [`scan_search`](crate::scan_search)).
+//! when it has one, the kind), vectors in the in-memory index, partitioned by mission, with the
+//! kluster and the kind of each (see [`scan_search`](crate::scan_search)).
 
 use mc_domain::{Doc, DocId, DocKind, Result};
 use mc_store::{DocEmbeddingJob, DocHit, SearchRequest};
 use rusqlite::{Connection, Row};
 
 use crate::rows::{DOC_COLUMNS, doc_from_row, load_doc};
-use crate::scan_search::{self, Cond, Scanned, Tables};
+use crate::scan_search::{self, Cond, Memory, Scanned, Tables};
 use crate::search::{MatchCounts, scope_token};
+use crate::vindex::VecIndex;
 
 impl Scanned for Doc {
     type Id = DocId;
@@ -23,6 +24,13 @@ impl Scanned for Doc {
         fts_columns: "{title body}",
         embeddings: "doc_embeddings",
         text_hash: Some("text_hash"),
+        memory: Some(Memory {
+            prefix: "doc_vec",
+            mission: "mission_id",
+            kluster: "kluster_id",
+            class: "kind",
+            class_code: kind_class,
+        }),
     };
 
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
@@ -56,8 +64,18 @@ impl Scanned for Doc {
     }
 }
 
+/// A doc kind as a class of the in-memory index.
+fn kind_class(kind: &str) -> u8 {
+    match DocKind::parse(kind) {
+        Some(DocKind::Doc) => 0,
+        Some(DocKind::Artifact) => 1,
+        None => 7,
+    }
+}
+
 pub(crate) fn search(
     c: &Connection,
+    index: &VecIndex,
     counts: &MatchCounts,
     req: &SearchRequest,
     kind: Option<DocKind>,
@@ -72,7 +90,7 @@ pub(crate) fn search(
     if let Some(kind) = kind {
         conds.push(Cond::new('t', "kind", kind.as_str()));
     }
-    Ok(scan_search::search::<Doc>(c, counts, req, &conds)?.into_iter().map(DocHit::from).collect())
+    Ok(scan_search::search::<Doc>(c, index, counts, req, &conds)?.into_iter().map(DocHit::from).collect())
 }
 
 pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {

@@ -1,5 +1,5 @@
 //! Kluster search on the embedded profile: FTS5 over name and description (scope: the mission and
-//! the status), vectors compared during the scan (see [`scan_search`](crate::scan_search)).
+//! the status), vectors compared during the scan (tens per mission) (see [`scan_search`](crate::scan_search)).
 
 use mc_domain::{Kluster, KlusterId, Result};
 use mc_store::{KlusterEmbeddingJob, KlusterHit, SearchRequest};
@@ -8,6 +8,7 @@ use rusqlite::{Connection, Row};
 use crate::rows::{KLUSTER_COLUMNS, kluster_from_row, load_kluster};
 use crate::scan_search::{self, Cond, Scanned, Tables};
 use crate::search::{MatchCounts, scope_token};
+use crate::vindex::VecIndex;
 
 impl Scanned for Kluster {
     type Id = KlusterId;
@@ -22,6 +23,7 @@ impl Scanned for Kluster {
         fts_columns: "{name description}",
         embeddings: "kluster_embeddings",
         text_hash: None,
+        memory: None,
     };
 
     fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
@@ -54,12 +56,17 @@ fn active() -> Cond {
     Cond::new('s', "status", "active")
 }
 
-pub(crate) fn search(c: &Connection, counts: &MatchCounts, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
+pub(crate) fn search(
+    c: &Connection,
+    index: &VecIndex,
+    counts: &MatchCounts,
+    req: &SearchRequest,
+) -> Result<Vec<KlusterHit>> {
     let mut conds = vec![active()];
     if let Some(m) = req.filter.mission_id {
         conds.push(Cond::new('m', "mission_id", m));
     }
-    Ok(scan_search::search::<Kluster>(c, counts, req, &conds)?.into_iter().map(KlusterHit::from).collect())
+    Ok(scan_search::search::<Kluster>(c, index, counts, req, &conds)?.into_iter().map(KlusterHit::from).collect())
 }
 
 pub(crate) fn pending(c: &Connection, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {

@@ -98,7 +98,7 @@ impl SqliteStore {
         // the index is complete before the writer (its only other source of changes) starts
         let index = Arc::new(VecIndex::default());
         let started = std::time::Instant::now();
-        let vectors = search::load_index(&write_conn, &index)?;
+        let vectors = search::load_index(&write_conn, &index)? + scan_search::load_index::<Doc>(&write_conn, &index)?;
         if vectors > 0 {
             tracing::info!(vectors, ms = started.elapsed().as_millis() as u64, "vector index loaded");
         }
@@ -839,8 +839,8 @@ impl Store for SqliteStore {
     }
 
     async fn search_klusters(&self, req: &SearchRequest) -> Result<Vec<KlusterHit>> {
-        let (req, counts) = (req.clone(), Arc::clone(&self.counts));
-        self.read(move |c| kluster_search::search(c, &counts, &req)).await
+        let (req, index, counts) = (req.clone(), Arc::clone(&self.index), Arc::clone(&self.counts));
+        self.read(move |c| kluster_search::search(c, &index, &counts, &req)).await
     }
 
     async fn pending_kluster_embeddings(&self, model: &str, limit: usize) -> Result<Vec<KlusterEmbeddingJob>> {
@@ -943,8 +943,8 @@ impl Store for SqliteStore {
     }
 
     async fn search_docs(&self, req: &SearchRequest, kind: Option<DocKind>) -> Result<Vec<DocHit>> {
-        let (req, counts) = (req.clone(), Arc::clone(&self.counts));
-        self.read(move |c| doc_search::search(c, &counts, &req, kind)).await
+        let (req, index, counts) = (req.clone(), Arc::clone(&self.index), Arc::clone(&self.counts));
+        self.read(move |c| doc_search::search(c, &index, &counts, &req, kind)).await
     }
 
     async fn pending_doc_embeddings(&self, model: &str, limit: usize) -> Result<Vec<DocEmbeddingJob>> {

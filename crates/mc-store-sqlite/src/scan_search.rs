@@ -1,11 +1,14 @@
-//! Search of what a mission has few of (klusters, docs): FTS5 over two text columns, vectors in a
-//! plain table compared with sqlite-vec's cosine distance during the scan (tens of rows per
-//! mission, not thousands), fused by reciprocal rank like task search. A stored vector counts only
-//! while the hash of the text it was made from is the current one, and only against its own model.
+//! Search of klusters and docs: FTS5 over two text columns, vectors in a plain table, fused by
+//! reciprocal rank like task search. A stored vector counts only while the hash of the text it was
+//! made from is the current one (a text change deletes the others), and only against its own
+//! model. Vectors are compared either with sqlite-vec's cosine distance during the scan (klusters:
+//! tens per mission) or, for an entity with a [`Memory`] (docs: thousands per mission), in the
+//! in-memory index that holds task vectors ([`vindex`]), loaded at open and kept by the writer.
 //!
 //! Each searched entity names its tables ([`Tables`]) and maps its rows ([`Scanned`]); filters are
 //! [`Cond`]s, each both a scope token of the full-text index and a column value of the entity.
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::Hash;
 
@@ -17,7 +20,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use crate::conn::db_err;
 use crate::rows::prefixed;
-use crate::search::{FtsIndex, MatchCounts, blob, dot, fts_query, scope_token, text_hash, unblob};
+use crate::search::{FtsIndex, MatchCounts, blob, dot, fts_query, scope_token, text_hash, unblob, vec_key};
+use crate::vindex::{self, Op, VecIndex};
 
 /// The tables of one searched entity.
 pub(crate) struct Tables {
@@ -40,6 +44,45 @@ pub(crate) struct Tables {
     /// A column of the entity holding the hash of its embedded text, if it keeps one: pending
     /// work is then found in SQL, without reading and hashing every text (docs are long).
     pub(crate) text_hash: Option<&'static str>,
+    /// Whether, and how, its current vectors are also held in the in-memory index.
+    pub(crate) memory: Option<Memory>,
+}
+
+/// How an entity's vectors sit in the in-memory index: one index table per model and dimension,
+/// rows keyed by the integer id of the entity's full-text document ([`Tables::row_id`]),
+/// partitioned by mission, with the kluster and a class code of each row. The three columns must
+/// never change once the entity exists (the index is told of new and stale vectors only).
+pub(crate) struct Memory {
+    /// Prefix of its index tables' names.
+    pub(crate) prefix: &'static str,
+    pub(crate) mission: &'static str,
+    /// Nullable (no kluster).
+    pub(crate) kluster: &'static str,
+    pub(crate) class: &'static str,
+    /// The class code (below 8) of a value of the class column.
+    pub(crate) class_code: fn(&str) -> u8,
+}
+
+impl Memory {
+    fn table(&self, model: &str, dim: usize) -> String {
+        format!("{}_{}", self.prefix, vec_key(model, dim))
+    }
+
+    /// The index filter of `conds` (each must name one of the three columns).
+    fn filter<'a>(&self, conds: &'a [Cond]) -> Result<vindex::Filter<'a>> {
+        let mut f = vindex::Filter::default();
+        for cond in conds {
+            match cond.column {
+                c if c == self.mission => f.mission = Some(&cond.value),
+                c if c == self.kluster => f.kluster = Some(&cond.value),
+                c if c == self.class => {
+                    f.classes = Some(f.classes.unwrap_or(u8::MAX) & 1 << (self.class_code)(&cond.value))
+                }
+                other => return Err(Error::Internal(format!("{other} is not a column of the vector index"))),
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// An entity searched by scanning its few vectors.
@@ -94,6 +137,7 @@ pub(crate) fn index<T: Scanned>(c: &Connection, x: &T) -> Result<()> {
                 .map_err(db_err)?
                 .execute([d])
                 .map_err(db_err)?;
+            forget_stale(c, x, d)?;
             d
         }
         None => {
@@ -109,6 +153,25 @@ pub(crate) fn index<T: Scanned>(c: &Connection, x: &T) -> Result<()> {
         .map_err(db_err)?
         .execute(params![doc, ta, tb, x.scope()])
         .map_err(db_err)?;
+    Ok(())
+}
+
+/// Deletes an entity's vectors made from another text than its current one (its text changed),
+/// and takes them out of the in-memory index. `row` is its full-text document.
+fn forget_stale<T: Scanned>(c: &Connection, x: &T, row: i64) -> Result<()> {
+    let Tables { key, embeddings, memory, .. } = T::TABLES;
+    let stale: Vec<(String, i64)> = c
+        .prepare_cached(&format!("DELETE FROM {embeddings} WHERE {key} = ?1 AND text_hash <> ?2 RETURNING model, dim"))
+        .map_err(db_err)?
+        .query_map(params![x.id().to_string(), text_hash(&x.embedding_text())], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db_err)?;
+    if let Some(m) = &memory {
+        for (model, dim) in stale {
+            vindex::record(Op::Delete { table: m.table(&model, dim as usize), doc: row });
+        }
+    }
     Ok(())
 }
 
@@ -195,19 +258,52 @@ fn vector_candidates<T: Scanned>(
         .collect())
 }
 
+/// Nearest entities from the in-memory index, with their (int8 approximate) cosine similarity.
+fn indexed_candidates<T: Scanned>(
+    c: &Connection,
+    index: &VecIndex,
+    memory: &Memory,
+    model: &str,
+    v: &[f32],
+    conds: &[Cond],
+    n: usize,
+) -> Result<Vec<(T, f32)>> {
+    let Tables { entity, columns, docs, row_id, key, .. } = T::TABLES;
+    let nearest = index.nearest(&memory.table(model, v.len()), v, &memory.filter(conds)?, n);
+    if nearest.is_empty() {
+        return Ok(vec![]);
+    }
+    let sql = format!(
+        "SELECT {}, d.{row_id} FROM {docs} d JOIN {entity} x ON x.id = d.{key} WHERE d.{row_id} IN ({})",
+        prefixed(columns, "x"),
+        vec!["?"; nearest.len()].join(", ")
+    );
+    let cols = ncols::<T>();
+    let mut found: HashMap<i64, T> = c
+        .prepare_cached(&sql)
+        .map_err(db_err)?
+        .query_map(params_from_iter(nearest.iter().map(|(row, _)| *row)), |r| Ok((r.get(cols)?, T::from_row(r)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<HashMap<_, _>>>()
+        .map_err(db_err)?;
+    Ok(nearest.into_iter().filter_map(|(row, sim)| Some((found.remove(&row)?, sim))).collect())
+}
+
 /// Hybrid search among the entities meeting every condition of `conds`: the best `req.limit`,
 /// text-only hits with their cosine too when a vector is given.
 pub(crate) fn search<T: Scanned>(
     c: &Connection,
+    index: &VecIndex,
     counts: &MatchCounts,
     req: &SearchRequest,
     conds: &[Cond],
 ) -> Result<Vec<Fused<T>>> {
     let n = (req.limit * 4).clamp(20, 400);
     let text = text_candidates::<T>(c, counts, req, conds, n)?;
-    let vector = match &req.vector {
-        Some(v) => vector_candidates::<T>(c, &v.model, &v.vector, conds, n)?,
-        None => vec![],
+    let vector = match (&req.vector, &T::TABLES.memory) {
+        (Some(v), Some(m)) => indexed_candidates::<T>(c, index, m, &v.model, &v.vector, conds, n)?,
+        (Some(v), None) => vector_candidates::<T>(c, &v.model, &v.vector, conds, n)?,
+        (None, _) => vec![],
     };
     let mut out = fuse(text, vector, T::id, req.limit);
     if let Some(v) = &req.vector {
@@ -290,7 +386,11 @@ pub(crate) fn put<T: Scanned>(c: &Connection, model: &str, id: T::Id, hash: &str
     if text_hash(&x.embedding_text()) != hash {
         return Ok(()); // the text changed since; the worker will embed the new one
     }
-    let Tables { key, embeddings, .. } = T::TABLES;
+    let Tables { key, embeddings, memory, .. } = T::TABLES;
+    let placed = match &memory {
+        Some(m) => Some(placement::<T>(c, m, id, model)?),
+        None => None,
+    };
     c.prepare_cached(&format!(
         "INSERT INTO {embeddings} ({key}, model, text_hash, dim, vector) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT ({key}, model) DO UPDATE SET text_hash = excluded.text_hash, dim = excluded.dim, \
@@ -299,5 +399,81 @@ pub(crate) fn put<T: Scanned>(c: &Connection, model: &str, id: T::Id, hash: &str
     .map_err(db_err)?
     .execute(params![id.to_string(), model, hash, vector.len() as i64, blob(vector)])
     .map_err(db_err)?;
+    if let (Some(m), Some(p)) = (&memory, placed) {
+        if let Some(old) = p.old_dim.filter(|d| *d != vector.len()) {
+            vindex::record(Op::Delete { table: m.table(model, old), doc: p.row });
+        }
+        vindex::record(Op::Upsert {
+            table: m.table(model, vector.len()),
+            doc: p.row,
+            mission: p.mission,
+            kluster: p.kluster,
+            class: p.class,
+            vector: vector.to_vec(),
+        });
+    }
     Ok(())
+}
+
+/// Where an entity's vector goes in the in-memory index, and the dimension of the vector of a model it has now.
+struct Placement {
+    row: i64,
+    mission: String,
+    kluster: String,
+    class: u8,
+    old_dim: Option<usize>,
+}
+
+fn placement<T: Scanned>(c: &Connection, m: &Memory, id: T::Id, model: &str) -> Result<Placement> {
+    let Tables { entity, docs, row_id, key, embeddings, .. } = T::TABLES;
+    let Memory { mission, kluster, class, class_code, .. } = m;
+    c.prepare_cached(&format!(
+        "SELECT d.{row_id}, x.{mission}, coalesce(x.{kluster}, ''), x.{class}, \
+         (SELECT e.dim FROM {embeddings} e WHERE e.{key} = x.id AND e.model = ?2) \
+         FROM {docs} d JOIN {entity} x ON x.id = d.{key} WHERE d.{key} = ?1"
+    ))
+    .map_err(db_err)?
+    .query_row(params![id.to_string(), model], |r| {
+        Ok(Placement {
+            row: r.get(0)?,
+            mission: r.get(1)?,
+            kluster: r.get(2)?,
+            class: class_code(&r.get::<_, String>(3)?),
+            old_dim: r.get::<_, Option<i64>>(4)?.map(|d| d as usize),
+        })
+    })
+    .map_err(db_err)
+}
+
+/// Loads the current vectors of an entity with a [`Memory`] into the in-memory index (at open,
+/// before the writer starts); returns how many.
+pub(crate) fn load_index<T: Scanned>(c: &Connection, index: &VecIndex) -> Result<usize> {
+    let Tables { entity, docs, row_id, key, embeddings, text_hash: kept, memory, .. } = T::TABLES;
+    let Some(m) = &memory else { return Ok(0) };
+    let Some(kept) = kept else {
+        return Err(Error::Internal(format!("{entity} are held in memory but keep no text hash")));
+    };
+    let Memory { mission, kluster, class, class_code, .. } = m;
+    let mut st = c
+        .prepare(&format!(
+            "SELECT d.{row_id}, e.model, e.vector, x.{mission}, coalesce(x.{kluster}, ''), x.{class} \
+             FROM {embeddings} e JOIN {entity} x ON x.id = e.{key} AND x.{kept} = e.text_hash \
+             JOIN {docs} d ON d.{key} = x.id"
+        ))
+        .map_err(db_err)?;
+    let rows = st
+        .query_map([], |r| {
+            let (model, vector): (String, Vec<u8>) = (r.get(1)?, r.get(2)?);
+            let vector = unblob(&vector);
+            Ok(Op::Upsert {
+                table: m.table(&model, vector.len()),
+                doc: r.get(0)?,
+                vector,
+                mission: r.get(3)?,
+                kluster: r.get(4)?,
+                class: class_code(&r.get::<_, String>(5)?),
+            })
+        })
+        .map_err(db_err)?;
+    index.load(rows.map(|r| r.map_err(db_err)))
 }

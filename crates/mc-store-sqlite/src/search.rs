@@ -45,7 +45,13 @@ pub(crate) fn register_sqlite_vec() {
 /// The vec0 table of one model and dimension: vectors of different models never share a table
 /// (so they are never compared, and a model change starts a fresh index).
 fn vec_table(model: &str, dim: usize) -> String {
-    format!("task_vec_{}_{dim}", &sha256_hex(model.as_bytes())[..12])
+    format!("task_vec_{}", vec_key(model, dim))
+}
+
+/// What names the vectors of one model and dimension: the first 12 hex digits of the model's
+/// SHA-256 and the dimension.
+pub(crate) fn vec_key(model: &str, dim: usize) -> String {
+    format!("{}_{dim}", &sha256_hex(model.as_bytes())[..12])
 }
 
 fn ensure_vec_table(c: &Connection, model: &str, dim: usize) -> Result<()> {
@@ -133,7 +139,7 @@ pub(crate) fn reindex(c: &Connection, t: &Task, text_changed: bool, status_chang
                 .map_err(db_err)?
                 .execute(params![t.status.as_str(), doc])
                 .map_err(db_err)?;
-            vindex::record(Op::Status { table, doc, status: t.status.as_str().to_owned() });
+            vindex::record(Op::Class { table, doc, class: vindex::status_class(t.status.as_str()) });
         }
     }
     Ok(())
@@ -263,7 +269,7 @@ pub(crate) fn put(c: &Connection, model: &str, task: TaskId, hash: &str, vector:
         doc,
         mission,
         kluster,
-        status: t.status.as_str().to_owned(),
+        class: vindex::status_class(t.status.as_str()),
         vector: vector.to_vec(),
     });
     c.prepare_cached(
@@ -542,7 +548,7 @@ fn vector_candidates(
     let filter = vindex::Filter {
         mission: mission.as_deref(),
         kluster: kluster.as_deref(),
-        statuses: f.statuses.iter().map(|s| s.as_str()).collect(),
+        classes: (!f.statuses.is_empty()).then(|| vindex::status_mask(f.statuses.iter().map(|s| s.as_str()))),
     };
     let nearest = index.nearest(&vec_table(model, v.len()), v, &filter, n);
     if nearest.is_empty() || f.labels.is_empty() {
@@ -581,25 +587,19 @@ pub(crate) fn load_index(c: &Connection, index: &VecIndex) -> Result<usize> {
         let mut st = c
             .prepare(&format!("SELECT doc_id, embedding, mission_id, kluster_id, status FROM {table}"))
             .map_err(db_err)?;
-        let mut rows = st.query([]).map_err(db_err)?;
-        let mut ops = Vec::new();
-        while let Some(r) = rows.next().map_err(db_err)? {
-            let b: Vec<u8> = r.get(1).map_err(db_err)?;
-            ops.push(Op::Upsert {
-                table: table.clone(),
-                doc: r.get(0).map_err(db_err)?,
-                vector: unblob(&b),
-                mission: r.get(2).map_err(db_err)?,
-                kluster: r.get(3).map_err(db_err)?,
-                status: r.get(4).map_err(db_err)?,
-            });
-            if ops.len() >= 4096 {
-                loaded += ops.len();
-                index.apply(std::mem::take(&mut ops));
-            }
-        }
-        loaded += ops.len();
-        index.apply(ops);
+        let rows = st
+            .query_map([], |r| {
+                Ok(Op::Upsert {
+                    table: table.clone(),
+                    doc: r.get(0)?,
+                    vector: unblob(&r.get::<_, Vec<u8>>(1)?),
+                    mission: r.get(2)?,
+                    kluster: r.get(3)?,
+                    class: vindex::status_class(&r.get::<_, String>(4)?),
+                })
+            })
+            .map_err(db_err)?;
+        loaded += index.load(rows.map(|r| r.map_err(db_err)))?;
     }
     Ok(loaded)
 }

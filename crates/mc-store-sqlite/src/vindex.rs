@@ -6,7 +6,8 @@
 //! every create. This index holds each vector twice, quantised: one bit per dimension (48 bytes
 //! for 384 dimensions) for a coarse Hamming scan, and one signed byte per dimension for
 //! re-ranking the coarse candidates. A query scans the bits of the rows that pass the filters
-//! (mission is the partition, kluster and status are per-row fields), keeps the best
+//! (mission is the partition, kluster and class are per-row fields: a class is a small code, a
+//! task's status or a doc's kind), keeps the best
 //! `OVERSAMPLE` times as many as asked, and re-ranks those by their int8 dot product. Small
 //! partitions skip the coarse stage and are ranked by int8 directly. The similarity reported is
 //! the int8 one: within about 0.002 of the exact cosine (per-vector scaling of unit vectors),
@@ -35,9 +36,9 @@ const DIRECT_RANK_ROWS: usize = 16_384;
 /// A change to a `vec0` table, as the index must see it.
 #[derive(Debug, Clone)]
 pub(crate) enum Op {
-    Upsert { table: String, doc: i64, mission: String, kluster: String, status: String, vector: Vec<f32> },
+    Upsert { table: String, doc: i64, mission: String, kluster: String, class: u8, vector: Vec<f32> },
     Delete { table: String, doc: i64 },
-    Status { table: String, doc: i64, status: String },
+    Class { table: String, doc: i64, class: u8 },
 }
 
 thread_local! {
@@ -115,8 +116,8 @@ fn hamming(a: &[u64], b: &[u64]) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
-/// Statuses as small codes (a filter is a bit mask of them).
-fn status_code(s: &str) -> u8 {
+/// A task status as a class code (below 8: a filter is a bit mask of classes).
+pub(crate) fn status_class(s: &str) -> u8 {
     match s {
         "open" => 0,
         "claimed" => 1,
@@ -129,12 +130,17 @@ fn status_code(s: &str) -> u8 {
     }
 }
 
+/// The class mask of a set of task statuses.
+pub(crate) fn status_mask<'a>(statuses: impl IntoIterator<Item = &'a str>) -> u8 {
+    statuses.into_iter().fold(0, |m, s| m | (1 << status_class(s)))
+}
+
 /// The rows of one mission, column by column.
 #[derive(Debug, Default)]
 struct Partition {
     docs: Vec<i64>,
     klusters: Vec<Arc<str>>,
-    statuses: Vec<u8>,
+    classes: Vec<u8>,
     scales: Vec<f32>,
     bits: Vec<u64>,
     bytes: Vec<i8>,
@@ -142,10 +148,10 @@ struct Partition {
 }
 
 impl Partition {
-    fn upsert(&mut self, doc: i64, kluster: Arc<str>, status: u8, q: Quantised, words: usize, dim: usize) {
+    fn upsert(&mut self, doc: i64, kluster: Arc<str>, class: u8, q: Quantised, words: usize, dim: usize) {
         if let Some(&i) = self.slot.get(&doc) {
             self.klusters[i] = kluster;
-            self.statuses[i] = status;
+            self.classes[i] = class;
             self.scales[i] = q.scale;
             self.bits[i * words..(i + 1) * words].copy_from_slice(&q.bits);
             self.bytes[i * dim..(i + 1) * dim].copy_from_slice(&q.bytes);
@@ -154,7 +160,7 @@ impl Partition {
         self.slot.insert(doc, self.docs.len());
         self.docs.push(doc);
         self.klusters.push(kluster);
-        self.statuses.push(status);
+        self.classes.push(class);
         self.scales.push(q.scale);
         self.bits.extend_from_slice(&q.bits);
         self.bytes.extend_from_slice(&q.bytes);
@@ -168,7 +174,7 @@ impl Partition {
             let moved = self.docs[last];
             self.docs.swap(i, last);
             self.klusters.swap(i, last);
-            self.statuses.swap(i, last);
+            self.classes.swap(i, last);
             self.scales.swap(i, last);
             self.bits.copy_within(last * words..(last + 1) * words, i * words);
             self.bytes.copy_within(last * dim..(last + 1) * dim, i * dim);
@@ -176,7 +182,7 @@ impl Partition {
         }
         self.docs.pop();
         self.klusters.pop();
-        self.statuses.pop();
+        self.classes.pop();
         self.scales.pop();
         self.bits.truncate(last * words);
         self.bytes.truncate(last * dim);
@@ -207,7 +213,7 @@ impl Table {
         }
     }
 
-    fn upsert(&mut self, doc: i64, mission: String, kluster: &str, status: &str, vector: &[f32]) {
+    fn upsert(&mut self, doc: i64, mission: String, kluster: &str, class: u8, vector: &[f32]) {
         if vector.len() != self.dim {
             return;
         }
@@ -223,14 +229,7 @@ impl Table {
             }
         };
         let (words, dim) = (self.words, self.dim);
-        self.partitions.entry(mission.clone()).or_default().upsert(
-            doc,
-            kluster,
-            status_code(status),
-            quantise(vector),
-            words,
-            dim,
-        );
+        self.partitions.entry(mission.clone()).or_default().upsert(doc, kluster, class, quantise(vector), words, dim);
         self.home.insert(doc, mission);
     }
 
@@ -245,12 +244,12 @@ impl Table {
         }
     }
 
-    fn set_status(&mut self, doc: i64, status: &str) {
+    fn set_class(&mut self, doc: i64, class: u8) {
         let Some(mission) = self.home.get(&doc) else { return };
         if let Some(p) = self.partitions.get_mut(mission)
             && let Some(&i) = p.slot.get(&doc)
         {
-            p.statuses[i] = status_code(status);
+            p.classes[i] = class;
         }
     }
 }
@@ -260,8 +259,8 @@ impl Table {
 pub(crate) struct Filter<'a> {
     pub mission: Option<&'a str>,
     pub kluster: Option<&'a str>,
-    /// Allowed statuses; empty means any.
-    pub statuses: Vec<&'a str>,
+    /// Allowed classes as a bit mask (`1 << class` each); `None` means any.
+    pub classes: Option<u8>,
 }
 
 /// The index of every `vec0` table, by table name.
@@ -278,24 +277,41 @@ impl VecIndex {
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         for op in ops {
             match op {
-                Op::Upsert { table, doc, mission, kluster, status, vector } => {
+                Op::Upsert { table, doc, mission, kluster, class, vector } => {
                     tables
                         .entry(table)
                         .or_insert_with(|| Table::new(vector.len()))
-                        .upsert(doc, mission, &kluster, &status, &vector);
+                        .upsert(doc, mission, &kluster, class, &vector);
                 }
                 Op::Delete { table, doc } => {
                     if let Some(t) = tables.get_mut(&table) {
                         t.delete(doc);
                     }
                 }
-                Op::Status { table, doc, status } => {
+                Op::Class { table, doc, class } => {
                     if let Some(t) = tables.get_mut(&table) {
-                        t.set_status(doc, &status);
+                        t.set_class(doc, class);
                     }
                 }
             }
         }
+    }
+
+    /// Applies changes read at open in batches (the lock is taken for a batch at a time); returns
+    /// how many.
+    pub(crate) fn load<E>(&self, ops: impl Iterator<Item = Result<Op, E>>) -> Result<usize, E> {
+        const BATCH: usize = 4096;
+        let (mut batch, mut loaded) = (Vec::with_capacity(BATCH), 0);
+        for op in ops {
+            batch.push(op?);
+            if batch.len() == BATCH {
+                loaded += BATCH;
+                self.apply(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+            }
+        }
+        loaded += batch.len();
+        self.apply(batch);
+        Ok(loaded)
     }
 
     /// The `n` nearest documents of `table` to `query` that pass `filter`, nearest first, with
@@ -307,17 +323,13 @@ impl VecIndex {
             return vec![];
         }
         let q = quantise(query);
-        let allowed: u8 = if filter.statuses.is_empty() {
-            u8::MAX
-        } else {
-            filter.statuses.iter().fold(0u8, |m, s| m | (1 << status_code(s)))
-        };
+        let allowed = filter.classes.unwrap_or(u8::MAX);
         let parts: Vec<&Partition> = match filter.mission {
             Some(m) => t.partitions.get(m).into_iter().collect(),
             None => t.partitions.values().collect(),
         };
         let passes = |p: &Partition, i: usize| {
-            allowed & (1 << p.statuses[i]) != 0 && filter.kluster.is_none_or(|k| *p.klusters[i] == *k)
+            allowed & (1 << p.classes[i]) != 0 && filter.kluster.is_none_or(|k| *p.klusters[i] == *k)
         };
         let rows: usize = parts.iter().map(|p| p.docs.len()).sum();
         let scan = Scan { dim: t.dim, words: t.words, parts: &parts, q: &q, passes, n, rows };
@@ -463,7 +475,7 @@ mod tests {
             doc,
             mission: mission.into(),
             kluster: kluster.into(),
-            status: status.into(),
+            class: status_class(status),
             vector: v,
         }
     }
@@ -527,12 +539,13 @@ mod tests {
         assert_eq!(docs(Filter::default()), vec![1, 2, 3, 4]);
         assert_eq!(docs(Filter { mission: Some("m1"), ..Default::default() }), vec![1, 2, 4]);
         assert_eq!(docs(Filter { kluster: Some("k1"), ..Default::default() }), vec![1, 4]);
-        let live = Filter { mission: Some("m1"), statuses: vec!["open", "claimed"], ..Default::default() };
+        let live =
+            Filter { mission: Some("m1"), classes: Some(status_mask(["open", "claimed"])), ..Default::default() };
         assert_eq!(docs(live.clone()), vec![1, 2]);
         idx.apply(vec![
-            Op::Status { table: "t".into(), doc: 1, status: "done".into() },
+            Op::Class { table: "t".into(), doc: 1, class: status_class("done") },
             Op::Delete { table: "t".into(), doc: 2 },
-            Op::Status { table: "t".into(), doc: 4, status: "claimed".into() },
+            Op::Class { table: "t".into(), doc: 4, class: status_class("claimed") },
         ]);
         assert_eq!(docs(live), vec![4]);
         assert_eq!(docs(Filter::default()), vec![1, 3, 4]);
