@@ -21,7 +21,6 @@ impl Scanned for Doc {
         key: "doc_id",
         fts: "doc_fts",
         text: ["title", "body"],
-        fts_columns: "{title body}",
         embeddings: "doc_embeddings",
         text_hash: Some("text_hash"),
         memory: Some(Memory {

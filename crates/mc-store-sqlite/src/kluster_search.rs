@@ -20,7 +20,6 @@ impl Scanned for Kluster {
         key: "kluster_id",
         fts: "kluster_fts",
         text: ["name", "description"],
-        fts_columns: "{name description}",
         embeddings: "kluster_embeddings",
         text_hash: None,
         memory: None,

@@ -37,8 +37,6 @@ pub(crate) struct Tables {
     /// The FTS5 table: two text columns, then `scope`.
     pub(crate) fts: &'static str,
     pub(crate) text: [&'static str; 2],
-    /// The FTS5 column filter naming the two text columns (`{title body}`).
-    pub(crate) fts_columns: &'static str,
     /// Vectors: (key, model, text_hash, dim, vector), one per entity and model.
     pub(crate) embeddings: &'static str,
     /// A column of the entity holding the hash of its embedded text, if it keeps one: pending
@@ -185,8 +183,8 @@ fn text_candidates<T: Scanned>(
     conds: &[Cond],
     n: usize,
 ) -> Result<Vec<T>> {
-    let Tables { entity, columns, docs, row_id, key, fts, fts_columns, .. } = T::TABLES;
-    let Some(words) = fts_query(c, counts, FtsIndex { table: fts, columns: fts_columns }, &req.text)? else {
+    let Tables { entity, columns, docs, row_id, key, fts, text, .. } = T::TABLES;
+    let Some(words) = fts_query(c, counts, FtsIndex { table: fts, columns: &text }, &req.text)? else {
         return Ok(vec![]);
     };
     let mut q = format!("({})", words.expr);
@@ -212,9 +210,9 @@ fn text_candidates<T: Scanned>(
         .map_err(db_err)
 }
 
-/// Nearest entities by cosine, among those whose stored vector is of `model` and still matches
-/// their text. Distances are ranked over ids alone, and only the nearest rows are read whole: a
-/// doc's body can be 256 KiB, and sorting every row of a mission with its body is slow. An entity
+/// Nearest entities by cosine, scanned in SQL (entities without a [`Memory`]), among those whose
+/// stored vector is of `model` and still matches their text. Distances are ranked over ids alone,
+/// and only the nearest rows are read whole (sorting whole rows is slow when texts are long). An entity
 /// that keeps the hash of its text is checked against it in SQL (from an index that holds it),
 /// others by hashing their text here.
 fn vector_candidates<T: Scanned>(

@@ -343,16 +343,17 @@ pub(crate) struct FtsQuery {
 
 /// A full-text index and the text columns a free-text query matches in.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct FtsIndex {
-    pub(crate) table: &'static str,
-    /// FTS5 column filter, e.g. `{title description labels}`.
-    pub(crate) columns: &'static str,
+pub(crate) struct FtsIndex<'a> {
+    pub(crate) table: &'a str,
+    /// The columns of `table` matched (the query's column filter).
+    pub(crate) columns: &'a [&'a str],
 }
 
 /// The task index: free text matches title, description and labels.
-pub(crate) const TASK_FTS: FtsIndex = FtsIndex { table: "task_fts", columns: "{title description labels}" };
+pub(crate) const TASK_FTS: FtsIndex<'static> =
+    FtsIndex { table: "task_fts", columns: &["title", "description", "labels"] };
 
-fn count_matches(c: &Connection, counts: &MatchCounts, fts: FtsIndex, expr: &str) -> Result<i64> {
+fn count_matches(c: &Connection, counts: &MatchCounts, fts: FtsIndex<'_>, expr: &str) -> Result<i64> {
     let key = format!("{} {expr}", fts.table);
     if let Some(n) = counts.get(&key) {
         return Ok(n);
@@ -418,13 +419,19 @@ impl MatchCounts {
 /// matches of a new text's common words cost 3–8 ms (half the p99 of an overlap check); the newest
 /// matches are taken, and the vector half of the search orders what is alike.
 /// Matching is restricted to the text columns.
-pub(crate) fn fts_query(c: &Connection, counts: &MatchCounts, fts: FtsIndex, text: &str) -> Result<Option<FtsQuery>> {
+pub(crate) fn fts_query(
+    c: &Connection,
+    counts: &MatchCounts,
+    fts: FtsIndex<'_>,
+    text: &str,
+) -> Result<Option<FtsQuery>> {
     let words = query_words(text);
     if words.is_empty() {
         return Ok(None);
     }
     let mut counted = Vec::with_capacity(words.len());
-    let in_text = |body: &str| format!("{} : ({body})", fts.columns);
+    let columns = fts.columns.join(" ");
+    let in_text = |body: &str| format!("{{{columns}}} : ({body})");
     for w in &words {
         let docs = count_matches(c, counts, fts, &in_text(&format!("\"{w}\"")))?;
         if docs > 0 {
